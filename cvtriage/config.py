@@ -1,0 +1,135 @@
+"""Settings: loaded from configs/*.yaml, overridden by CLI flags, validated once.
+
+Every stage receives an already-validated settings object, so no stage re-checks its inputs'
+types or ranges.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cvtriage.errors import CvtriageError
+from cvtriage.paths import CONFIG_DIR
+
+TILE_PATTERN = re.compile(r"^(auto|off|\d+x\d+)$")
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ScanConfig(StrictModel):
+    weights: str = "yolo11n.pt"
+    classes: list[str] | None = None
+    conf: float = Field(0.3, gt=0, lt=1)
+    iou: float = Field(0.5, gt=0, le=1)
+    imgsz: int = Field(640, ge=32, le=4096)
+    every: int | None = Field(None, ge=1)
+    fps: float | None = Field(2.0, gt=0)
+    batch: int = Field(8, ge=1, le=256)
+    tile: str = "auto"
+    tile_overlap: float = Field(0.15, ge=0, lt=0.5)
+    device: str = "auto"
+    refine: bool = True
+    tracker: Literal["bytetrack", "botsort"] = "bytetrack"
+    track_gap_seconds: float = Field(1.0, gt=0)
+    min_event_frames: int = Field(2, ge=1)
+    out: str = "runs/scan"
+    dataset: str | None = "cvtriage-scan"
+    jpeg_quality: int = Field(90, ge=10, le=100)
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _split_classes(cls, value: Any) -> Any:
+        # The CLI passes "ladder,fire extinguisher"; YAML passes a list.
+        if isinstance(value, str):
+            names = [name.strip() for name in value.split(",") if name.strip()]
+            return names or None
+        return value
+
+    @field_validator("tile")
+    @classmethod
+    def _check_tile(cls, value: str) -> str:
+        if not TILE_PATTERN.match(value):
+            raise ValueError("must be auto, off, or RxC such as 2x3")
+        return value
+
+    @model_validator(mode="after")
+    def _one_sampling_rule(self) -> "ScanConfig":
+        if self.every is not None and self.fps is not None:
+            raise ValueError("set `every` or `fps`, not both")
+        return self
+
+
+class TrainConfig(StrictModel):
+    """configs/everyday.yaml: the class list and the augmentations that suit aerial views."""
+
+    names: list[str] = Field(min_length=1)
+    epochs: int = Field(50, ge=1)
+    imgsz: int = Field(640, ge=32)
+    batch: int | Literal["auto"] = "auto"
+    patience: int = Field(20, ge=0)
+    seed: int = 0
+    augment: dict[str, float | int | bool] = Field(default_factory=dict)
+
+
+Settings = TypeVar("Settings", bound=StrictModel)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise CvtriageError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise CvtriageError(f"{path}: not valid YAML{where}") from None
+    if not isinstance(data, dict):
+        raise CvtriageError(f"{path}: expected a mapping of setting: value")
+    return data
+
+
+def _validate(model: type[Settings], data: dict[str, Any], source: str) -> Settings:
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "settings"
+        message = first["msg"].removeprefix("Value error, ")
+        raise CvtriageError(f"{source}: {field}: {message}") from None
+
+
+def load_settings(
+    model: type[Settings],
+    default_file: str,
+    config_file: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Settings:
+    """Defaults from configs/<default_file>, then keys from --config, then CLI flags that were given."""
+    data = _read_yaml(CONFIG_DIR / default_file)
+    source = str(CONFIG_DIR / default_file)
+    if config_file is not None:
+        data.update(_read_yaml(Path(config_file)))
+        source = str(config_file)
+    given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    # --every and --fps exclude each other: a flag for one clears the other from the files.
+    if "every" in given:
+        data["fps"] = None
+    if "fps" in given:
+        data["every"] = None
+    data.update(given)
+    return _validate(model, data, source if not given else f"{source} + command-line flags")
+
+
+def load_scan_config(config_file: Path | None = None, **overrides: Any) -> ScanConfig:
+    return load_settings(ScanConfig, "default.yaml", config_file, overrides)
+
+
+def load_train_config(config_file: Path | None = None) -> TrainConfig:
+    return load_settings(TrainConfig, "everyday.yaml", config_file)

@@ -1,0 +1,51 @@
+"""Test-session environment: offline, CPU, a private FiftyOne database, Ultralytics' font in place.
+
+The environment is set before any test module imports fiftyone or ultralytics, because both
+read it at import time.
+"""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="cvtriage-tests-"))
+os.environ["FIFTYONE_DATABASE_DIR"] = str(_SESSION_DIR / "fiftyone-db")
+os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
+os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"
+os.environ["FIFTYONE_DEFAULT_DATASET_DIR"] = str(_SESSION_DIR / "fiftyone-media")
+os.environ["YOLO_OFFLINE"] = "1"
+os.environ["YOLO_CONFIG_DIR"] = str(_SESSION_DIR / "yolo-config")
+os.environ["MPLBACKEND"] = "Agg"
+
+_font_dir = _SESSION_DIR / "yolo-config" / "Ultralytics"
+_font_dir.mkdir(parents=True)
+import matplotlib  # noqa: E402
+
+shutil.copyfile(Path(matplotlib.get_data_path()) / "fonts/ttf/DejaVuSans.ttf", _font_dir / "Arial.ttf")
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data (real footage and COCO weights); tests using it skip when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is absent")
+    return SHARED_DATA
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # Stop the private mongod FiftyOne started, then drop its files.
+    try:
+        import fiftyone.core.service as fos  # noqa: F401
+        import fiftyone as fo  # noqa: F401
+        from fiftyone.core.odm.database import _disconnect  # type: ignore[attr-defined]
+
+        _disconnect()
+    except Exception:
+        pass
+    shutil.rmtree(_SESSION_DIR, ignore_errors=True)
