@@ -4,6 +4,7 @@ The environment is set before any test module imports fiftyone or ultralytics, b
 read it at import time.
 """
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -12,6 +13,8 @@ from pathlib import Path
 import pytest
 
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="cvtriage-tests-"))
+# Registered before fiftyone is imported, so it runs after FiftyOne has stopped its database.
+atexit.register(shutil.rmtree, _SESSION_DIR, ignore_errors=True)
 os.environ["FIFTYONE_DATABASE_DIR"] = str(_SESSION_DIR / "fiftyone-db")
 os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
 os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"
@@ -36,16 +39,3 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is absent")
     return SHARED_DATA
-
-
-def pytest_sessionfinish(session, exitstatus):
-    # Stop the private mongod FiftyOne started, then drop its files.
-    try:
-        import fiftyone.core.service as fos  # noqa: F401
-        import fiftyone as fo  # noqa: F401
-        from fiftyone.core.odm.database import _disconnect  # type: ignore[attr-defined]
-
-        _disconnect()
-    except Exception:
-        pass
-    shutil.rmtree(_SESSION_DIR, ignore_errors=True)
