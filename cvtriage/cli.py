@@ -66,6 +66,236 @@ def user_errors(command):
     return wrapper
 
 
+@app.command("train")
+@user_errors
+def train_command(
+    data: Path = typer.Argument(..., help="YOLO data.yaml, or a dataset folder holding one."),
+    weights: Optional[str] = typer.Option(None, help="Start weights (.pt to fine-tune; yolo11n.yaml trains from scratch)."),
+    epochs: Optional[int] = typer.Option(None, help="Passes over the training images."),
+    imgsz: Optional[int] = typer.Option(None, help="Training image size in pixels."),
+    batch: Optional[str] = typer.Option(None, help="Images per batch, or auto (AutoBatch on CUDA, 16 on CPU)."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, or a CUDA index such as 0."),
+    freeze: Optional[int] = typer.Option(None, help="Freeze the first N layers (10 = the backbone)."),
+    exclude: Optional[Path] = typer.Option(
+        None, help="audit.csv from audit-labels: leave its flagged images out of the train split (never val)."
+    ),
+    exclude_top: Optional[int] = typer.Option(None, min=1, help="With --exclude: only its K highest-ranked rows."),
+    exclude_min_score: Optional[float] = typer.Option(None, help="With --exclude: only rows scoring at least S."),
+    export: Optional[str] = typer.Option(None, help="Export the best model too: onnx, openvino or onnx,openvino."),
+    out: Optional[Path] = typer.Option(None, help="Parent folder of the run folder (default runs/train)."),
+    name: Optional[str] = typer.Option(None, help="Run folder name (default: the dataset folder's name)."),
+    save_to: Optional[Path] = typer.Option(None, help="Also copy the best weights here, e.g. weights/mine.pt."),
+    seed: Optional[int] = typer.Option(None, help="Random seed."),
+    workers: Optional[int] = typer.Option(None, help="CUDA data-loader workers (default min(8, cores); none on the CPU)."),
+    config: Optional[Path] = typer.Option(None, help="Settings file overriding configs/everyday.yaml."),
+) -> None:
+    """Fine-tune a detector on a YOLO dataset; write best.pt, metrics.json and plots to the run folder."""
+    from cvtriage.config import load_train_config
+    from cvtriage.train import ExclusionRule, metrics_table, train
+
+    if (exclude_top is not None or exclude_min_score is not None) and exclude is None:
+        raise CvtriageError("--exclude-top and --exclude-min-score need --exclude AUDIT_CSV")
+    if exclude_top is not None and exclude_min_score is not None:
+        raise CvtriageError("give --exclude-top or --exclude-min-score, not both")
+    settings = load_train_config(
+        config,
+        weights=weights, epochs=epochs, imgsz=imgsz, batch=batch, device=device, freeze=freeze, export=export,
+        out=None if out is None else str(out), name=name, seed=seed, workers=workers,
+    )
+    exclusion = ExclusionRule(exclude, exclude_top, exclude_min_score) if exclude is not None else None
+    result = train(data, settings, exclusion=exclusion, save_to=save_to, console=console)
+    console.print(metrics_table(result.metrics))
+    console.print(f"Best weights: {result.best_weights}")
+    console.print(f"Metrics and plots: {result.run_dir}")
+    for export_format, path in result.exports.items():
+        console.print(f"{export_format} export: {path}")
+    if result.saved_to is not None:
+        console.print(f"Copied the best weights to {result.saved_to}")
+
+
+@app.command("inject-errors")
+@user_errors
+def inject_errors_command(
+    data: Path = typer.Argument(..., help="YOLO data.yaml, or a dataset folder holding one."),
+    out: Path = typer.Argument(..., help="New folder for the corrupted copy (data.yaml, images/, labels/, manifest.json)."),
+    rate: float = typer.Option(0.05, help="Fraction of the boxes in --splits to corrupt, split evenly across --kinds."),
+    kinds: str = typer.Option("class,missing,spurious,location", help="Kinds of error, comma-separated."),
+    splits: str = typer.Option("train", help="Splits to corrupt, comma-separated (the others are copied as they are)."),
+    seed: int = typer.Option(0, help="Random seed: the same seed gives the same errors."),
+) -> None:
+    """Copy a YOLO dataset with known label errors, to measure what audit-labels catches."""
+    from rich.table import Table
+
+    from cvtriage.inject import inject_errors
+
+    result = inject_errors(
+        data, out, rate=rate, seed=seed,
+        kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()),
+        splits=tuple(s.strip() for s in splits.split(",") if s.strip()),
+    )
+    table = Table(title=f"Injected {len(result.errors)} label errors into {result.boxes_in_scope} boxes")
+    table.add_column("kind")
+    table.add_column("errors", justify="right")
+    for kind, count in result.counts().items():
+        table.add_row(kind, str(count))
+    console.print(table)
+    console.print(f"Dataset: {result.data_yaml}", soft_wrap=True, highlight=False)
+    console.print(f"Manifest: {result.manifest_path}", soft_wrap=True, highlight=False)
+
+
+@app.command("audit-labels")
+@user_errors
+def audit_labels_command(
+    data: str = typer.Argument(..., help="YOLO data.yaml or dataset folder, a COCO JSON, or a FiftyOne dataset name."),
+    weights: Optional[str] = typer.Option(None, help="Detector trained on the dataset's classes (default: reuse its predictions)."),
+    dataset: Optional[str] = typer.Option(None, help="FiftyOne dataset to load into (default cvtriage-<dataset folder>)."),
+    images: Optional[Path] = typer.Option(None, help="COCO only: the images folder (default: images/ next to the JSON)."),
+    split: Optional[str] = typer.Option(None, help="Split to audit: train, val, test or all."),
+    top: Optional[int] = typer.Option(None, help="Keep only the K highest-ranked findings."),
+    out: Optional[Path] = typer.Option(None, help="Folder for audit.csv and audit.json (default runs/audit/<dataset>)."),
+    conf: Optional[float] = typer.Option(None, help="Lowest prediction confidence kept (low, so the ranking sees doubts)."),
+    iou: Optional[float] = typer.Option(None, help="NMS IoU of the predictions."),
+    imgsz: Optional[int] = typer.Option(None, help="Inference size in pixels."),
+    batch: Optional[int] = typer.Option(None, help="Images per inference batch."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, or a CUDA index such as 0."),
+    match_iou: Optional[float] = typer.Option(None, help="IoU at which a prediction and a label are the same object."),
+    location_min_iou: Optional[float] = typer.Option(None, help="Lowest IoU at which a same-class prediction shows a badly placed box."),
+    missing_confidence: Optional[float] = typer.Option(None, help="FiftyOne Brain's possible_missing confidence (its default 0.95)."),
+    min_score: Optional[float] = typer.Option(None, help="Findings scoring at least this are tagged and reported."),
+    config: Optional[Path] = typer.Option(None, help="Settings file overriding configs/audit.yaml."),
+) -> None:
+    """Rank labels by how likely they are wrong (class, missing, spurious, location); tag them in FiftyOne."""
+    from cvtriage.audit import audit_labels, summary_tables
+    from cvtriage.config import load_audit_config
+
+    settings = load_audit_config(
+        config, weights=weights, dataset=dataset, split=split, top=top, out=None if out is None else str(out),
+        conf=conf, iou=iou, imgsz=imgsz, batch=batch, device=device, match_iou=match_iou,
+        location_min_iou=location_min_iou, missing_confidence=missing_confidence, min_score=min_score,
+    )
+    report = audit_labels(data, settings, images_dir=images)
+    for problem in report.problems[:20]:
+        console.print(f"[yellow]warning:[/] {problem} (left out)", soft_wrap=True, highlight=False)
+    if len(report.problems) > 20:
+        console.print(f"[yellow]warning:[/] {len(report.problems) - 20} more images left out")
+    for table in summary_tables(report):
+        console.print(table)
+    console.print(f"FiftyOne dataset: {report.dataset_name} (saved views likely-mislabeled, audit-<kind>)", soft_wrap=True)
+    console.print(f"Report: {report.out_dir / 'audit.csv'} and audit.json", soft_wrap=True, highlight=False)
+
+
+@app.command("scan")
+@user_errors
+def scan_command(
+    source: Path = typer.Argument(..., help="A video file, or a folder of images (read in name order)."),
+    weights: Optional[str] = typer.Option(None, help="Model: .pt, .onnx, OpenVINO folder, or .yaml (default yolo11n.pt)."),
+    classes: Optional[str] = typer.Option(None, help='Class names to keep, comma-separated, e.g. "ladder,fire extinguisher".'),
+    conf: Optional[float] = typer.Option(None, help="Minimum detection confidence."),
+    every: Optional[int] = typer.Option(None, help="Sample every N-th frame (instead of --fps)."),
+    fps: Optional[float] = typer.Option(None, help="Sample this many frames per second of video (default 2)."),
+    imgsz: Optional[int] = typer.Option(None, help="Model input size in pixels."),
+    tile: Optional[str] = typer.Option(None, help="Tiling for small objects: auto, off, or RxC such as 2x3."),
+    batch: Optional[int] = typer.Option(None, help="Sampled frames per model call."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, or a CUDA index such as 0."),
+    out: Optional[Path] = typer.Option(None, help="Parent folder of the results (default runs/scan): <out>/<source-stem>/."),
+    dataset: Optional[str] = typer.Option(None, help="FiftyOne dataset receiving the event keyframes (default cvtriage-scan)."),
+    no_dataset: bool = typer.Option(False, "--no-dataset", help="Do not store the events in FiftyOne."),
+    config: Optional[Path] = typer.Option(None, help="Settings file overriding configs/default.yaml."),
+) -> None:
+    """Scan a drone video for moments worth a look: events with times, keyframes and a timeline."""
+    from cvtriage.config import load_scan_config
+    from cvtriage.scan import run_scan, summary_table
+
+    settings = load_scan_config(
+        config,
+        weights=weights, classes=classes, conf=conf, every=every, fps=fps, imgsz=imgsz, tile=tile, batch=batch,
+        device=device, out=None if out is None else str(out), dataset=dataset,
+    )  # fmt: skip
+    if no_dataset:
+        settings.dataset = None
+    result = run_scan(source, settings, console=console)
+    console.print(summary_table(result))
+    console.print(f"Results: {result.outputs.get('out_dir', result.out_dir)}")
+    if settings.dataset is not None:
+        console.print(f"FiftyOne dataset: {settings.dataset}")
+
+
+class _ProgressBar:
+    """A rich progress bar fed by a stage's on_progress(done, total) callback. It appears with the
+    first call, so a mistake found before any work starts prints as one clean line."""
+
+    def __init__(self, description: str):
+        self.description = description
+        self.progress = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.progress is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TimeRemainingColumn(), console=console, transient=True,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task(self.description, total=total)
+        self.progress.update(self.task, completed=done, total=total)
+
+    def __enter__(self) -> "_ProgressBar":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+@synth_app.command("dataset")
+@user_errors
+def synth_dataset_command(
+    out: Path = typer.Argument(..., help="New folder for the dataset (data.yaml, images/, labels/)."),
+    images: int = typer.Option(1000, help="Number of images (split into train and val)."),
+    classes: str = typer.Option("ladder,fire extinguisher,bag,antenna", help="Classes to draw, comma-separated, in label order."),
+    imgsz: int = typer.Option(640, help="Image side in pixels (square images)."),
+    seed: int = typer.Option(0, help="Random seed: the same seed gives the same images and labels."),
+    val_fraction: float = typer.Option(0.2, help="Share of the images in the val split."),
+    min_size: float = typer.Option(8.0, help="Smallest object, long side in pixels."),
+    max_size: float = typer.Option(150.0, help="Largest object, long side in pixels."),
+    workers: Optional[int] = typer.Option(None, help="Processes drawing images (default: one per CPU core)."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it is not empty."),
+) -> None:
+    """Draw a YOLO dataset of aerial scenes (nadir and oblique) with exact boxes."""
+    from cvtriage.synth.dataset import generate_dataset, summary_table
+
+    with _ProgressBar("Drawing images") as progress:
+        summary = generate_dataset(
+            out, classes, images=images, imgsz=imgsz, seed=seed, val_fraction=val_fraction,
+            min_size=min_size, max_size=max_size, force=force, workers=workers, on_progress=progress,
+        )
+    console.print(summary_table(summary))
+    console.print(f"Dataset: {summary.yaml_path}")
+
+
+@synth_app.command("video")
+@user_errors
+def synth_video_command(
+    out: Path = typer.Argument(..., help="The flyover video to write (.mp4); ground truth goes to OUT.truth.json."),
+    seconds: float = typer.Option(60.0, help="Length of the video."),
+    fps: float = typer.Option(30.0, help="Frames per second."),
+    width: int = typer.Option(1280, help="Frame width in pixels."),
+    height: int = typer.Option(720, help="Frame height in pixels."),
+    seed: int = typer.Option(0, help="Random seed: the same seed gives the same video and truth."),
+    objects: int = typer.Option(12, help="Objects to fly over (well apart; each seen in one interval)."),
+    classes: str = typer.Option("ladder,fire extinguisher,bag,antenna", help="Classes to draw, comma-separated."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT and its truth file if they exist."),
+) -> None:
+    """Fly a camera over a synthetic scene; write the video and every object's box in every frame."""
+    from cvtriage.synth.video import FlyoverSpec, generate_video, summary_table
+
+    spec = FlyoverSpec(seconds=seconds, fps=fps, width=width, height=height, seed=seed, objects=objects, names=classes)
+    with _ProgressBar("Writing frames") as progress:
+        summary = generate_video(out, spec, force=force, on_progress=progress)
+    console.print(summary_table(summary))
+
+
 def main() -> None:
     app()
 

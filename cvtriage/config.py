@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -34,10 +34,11 @@ class ScanConfig(StrictModel):
     batch: int = Field(8, ge=1, le=256)
     tile: str = "auto"
     tile_overlap: float = Field(0.15, ge=0, lt=0.5)
+    tile_full_frame: bool = False
     device: str = "auto"
     refine: bool = True
-    tracker: Literal["bytetrack", "botsort"] = "bytetrack"
     track_gap_seconds: float = Field(1.0, gt=0)
+    track_speed: float = Field(20.0, gt=0)
     min_event_frames: int = Field(2, ge=1)
     out: str = "runs/scan"
     dataset: str | None = "cvtriage-scan"
@@ -66,16 +67,80 @@ class ScanConfig(StrictModel):
         return self
 
 
+class AugmentConfig(StrictModel):
+    """Ultralytics' augmentation settings that suit aerial views (configs/everyday.yaml explains each)."""
+
+    fliplr: float = Field(0.5, ge=0, le=1)
+    flipud: float = Field(0.5, ge=0, le=1)
+    degrees: float = Field(15.0, ge=0, le=180)
+    translate: float = Field(0.1, ge=0, le=0.9)
+    scale: float = Field(0.5, ge=0, le=0.9)
+    mosaic: float = Field(1.0, ge=0, le=1)
+    close_mosaic: int = Field(5, ge=0)
+    hsv_h: float = Field(0.015, ge=0, le=1)
+    hsv_s: float = Field(0.7, ge=0, le=1)
+    hsv_v: float = Field(0.4, ge=0, le=1)
+
+
 class TrainConfig(StrictModel):
-    """configs/everyday.yaml: the class list and the augmentations that suit aerial views."""
+    """configs/everyday.yaml: the class list, the training settings and the aerial augmentations."""
 
     names: list[str] = Field(min_length=1)
+    weights: str = "yolo11n.pt"
     epochs: int = Field(50, ge=1)
-    imgsz: int = Field(640, ge=32)
-    batch: int | Literal["auto"] = "auto"
+    imgsz: int = Field(640, ge=32, le=4096)
+    batch: Annotated[int, Field(ge=1, le=1024)] | Literal["auto"] = "auto"
+    device: str = "auto"
+    workers: int | None = Field(None, ge=0, le=64)
+    freeze: int | None = Field(None, ge=0)
     patience: int = Field(20, ge=0)
     seed: int = 0
-    augment: dict[str, float | int | bool] = Field(default_factory=dict)
+    out: str = "runs/train"
+    name: str | None = None
+    export: list[Literal["onnx", "openvino"]] = Field(default_factory=list)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+    @field_validator("export", mode="before")
+    @classmethod
+    def _split_formats(cls, value: Any) -> Any:
+        # The CLI passes "onnx,openvino"; YAML passes a list (or null for none).
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [name.strip().lower() for name in value.split(",") if name.strip()]
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or "/" in value or "\\" in value):
+            raise ValueError("must be a plain folder name (use --out for the parent folder)")
+        return value
+
+
+class AuditConfig(StrictModel):
+    """configs/audit.yaml: how `audit-labels` predicts, matches and ranks likely label errors."""
+
+    weights: str | None = None
+    dataset: str | None = None
+    split: Literal["train", "val", "test", "all"] = "all"
+    conf: float = Field(0.05, gt=0, lt=1)
+    iou: float = Field(0.6, gt=0, le=1)
+    imgsz: int = Field(640, ge=32, le=4096)
+    batch: int = Field(16, ge=1, le=256)
+    device: str = "auto"
+    match_iou: float = Field(0.5, gt=0, lt=1)
+    location_min_iou: float = Field(0.1, gt=0, lt=1)
+    missing_confidence: float = Field(0.95, gt=0, lt=1)
+    min_score: float = Field(0.5, ge=0, le=1)
+    top: int | None = Field(None, ge=1)
+    out: str | None = None
+
+    @model_validator(mode="after")
+    def _location_below_match(self) -> "AuditConfig":
+        if self.location_min_iou >= self.match_iou:
+            raise ValueError("location_min_iou must be below match_iou")
+        return self
 
 
 Settings = TypeVar("Settings", bound=StrictModel)
@@ -131,5 +196,9 @@ def load_scan_config(config_file: Path | None = None, **overrides: Any) -> ScanC
     return load_settings(ScanConfig, "default.yaml", config_file, overrides)
 
 
-def load_train_config(config_file: Path | None = None) -> TrainConfig:
-    return load_settings(TrainConfig, "everyday.yaml", config_file)
+def load_train_config(config_file: Path | None = None, **overrides: Any) -> TrainConfig:
+    return load_settings(TrainConfig, "everyday.yaml", config_file, overrides)
+
+
+def load_audit_config(config_file: Path | None = None, **overrides: Any) -> AuditConfig:
+    return load_settings(AuditConfig, "audit.yaml", config_file, overrides)

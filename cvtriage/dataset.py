@@ -1,4 +1,5 @@
-"""Datasets: reading and checking a YOLO-format dataset (data.yaml, images/, labels/).
+"""Datasets: reading and checking a YOLO-format dataset (data.yaml, images/, labels/), and loading
+a YOLO dataset, a COCO JSON or an existing dataset into a persistent FiftyOne dataset.
 
 Shared by `train`, `audit-labels` and `inject-errors`, so each reports the same problems the
 same way: fatal ones (missing keys or paths) raise a CvtriageError naming the file; problems
@@ -7,16 +8,19 @@ in single label files are collected, each naming the file and line, for the call
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from cvtriage.errors import CvtriageError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 SPLIT_KEYS = ("train", "val", "test")
+UNDECODABLE_IMAGE = "image cannot be decoded"
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,24 @@ class LabelBox:
 
     def to_line(self) -> str:
         return f"{self.class_id} {self.cx:.6f} {self.cy:.6f} {self.w:.6f} {self.h:.6f}"
+
+    @property
+    def xyxy(self) -> tuple[float, float, float, float]:
+        return (self.cx - self.w / 2, self.cy - self.h / 2, self.cx + self.w / 2, self.cy + self.h / 2)
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in a (N, 4) with every box in b (M, 4), both x1 y1 x2 y2. Scaling x and y
+    by different factors leaves IoU unchanged, so normalised coordinates give pixel IoU."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    intersection = np.clip(bottom_right - top_left, 0, None).prod(axis=2)
+    area_a = (a[:, 2:] - a[:, :2]).prod(axis=1)
+    area_b = (b[:, 2:] - b[:, :2]).prod(axis=1)
+    union = area_a[:, None] + area_b[None, :] - intersection
+    return np.divide(intersection, union, out=np.zeros_like(intersection), where=union > 0)
 
 
 @dataclass
@@ -189,7 +211,7 @@ def read_yolo_dataset(path: Path, check_images: bool = False) -> YoloDataset:
             else:
                 dataset.problems.append(DataProblem(image_path, "no label file (treated as an image with no objects)"))
             if check_images and not _decodes(image_path):
-                dataset.problems.append(DataProblem(image_path, "image cannot be decoded"))
+                dataset.problems.append(DataProblem(image_path, UNDECODABLE_IMAGE))
                 continue
             images.append(LabeledImage(image_path, label_path, split, boxes, label_path.is_file()))
         if not images:
@@ -215,3 +237,165 @@ def write_data_yaml(out_dir: Path, names: list[str], splits: dict[str, str]) -> 
     content = {**splits, "names": {index: name for index, name in enumerate(names)}}
     yaml_path.write_text(yaml.safe_dump(content, sort_keys=False))
     return yaml_path
+
+
+def require_readable_labels(dataset: YoloDataset) -> None:
+    """Stop on label lines that cannot be read (format, class id, coordinates): auditing or
+    corrupting a dataset whose labels are partly unreadable would silently skip those labels."""
+    unreadable = [problem for problem in dataset.problems if problem.line is not None]
+    if unreadable:
+        more = f" (and {len(unreadable) - 1} more label problems)" if len(unreadable) > 1 else ""
+        raise CvtriageError(f"{unreadable[0]}{more}")
+
+
+# --- FiftyOne -------------------------------------------------------------------------------
+# Conventions shared with scan and review: persistent datasets, labels in `ground_truth`, splits
+# as sample tags, class order in `default_classes`, the source data.yaml in info["data_yaml"].
+
+GROUND_TRUTH = "ground_truth"
+
+
+@dataclass
+class LoadedDataset:
+    dataset: "fo.Dataset"  # noqa: F821 (fiftyone is imported lazily: it starts a database)
+    problems: list[DataProblem]  # images left out (cannot be decoded) and other warnings
+
+
+def default_dataset_name(source: str | Path) -> str:
+    """cvtriage-<dataset folder> for a YOLO dataset, cvtriage-<json stem> for COCO, else the name itself."""
+    path = Path(source)
+    if path.suffix.lower() == ".json":
+        return f"cvtriage-{path.stem}"
+    if path.exists():
+        return f"cvtriage-{find_data_yaml(path).resolve().parent.name}"
+    return str(source)
+
+
+def load_into_fiftyone(source: str | Path, name: str | None = None, images_dir: Path | None = None) -> LoadedDataset:
+    """A persistent FiftyOne dataset holding `source`: a YOLO data.yaml or folder, a COCO JSON
+    (images in `images_dir`, else an `images` folder or the JSON's folder), or the name of an
+    existing FiftyOne dataset. Re-loading the same files updates the samples (keyed by filepath)."""
+    import fiftyone as fo
+
+    path = Path(source)
+    if path.suffix.lower() == ".json":
+        samples, classes, info, problems = _coco_samples(path, images_dir)
+    elif path.exists():
+        samples, classes, info, problems = _yolo_samples(path)
+    else:
+        if not fo.dataset_exists(str(source)):
+            known = ", ".join(fo.list_datasets()) or "none"
+            raise CvtriageError(
+                f"{source}: not a file, a folder, or a FiftyOne dataset name (FiftyOne datasets here: {known})"
+            )
+        dataset = fo.load_dataset(str(source))
+        _require_ground_truth(dataset)
+        if not dataset.default_classes:
+            dataset.default_classes = sorted(dataset.distinct(f"{GROUND_TRUTH}.detections.label"))
+            dataset.save()
+        return LoadedDataset(dataset, [])
+    if not samples:
+        raise CvtriageError(f"{source}: no readable images")
+
+    name = name or default_dataset_name(source)
+    dataset = fo.load_dataset(name) if fo.dataset_exists(name) else fo.Dataset(name)
+    dataset.persistent = True
+    filepaths = [sample.filepath for sample in samples]
+    # Samples whose image left the source are dropped, so the dataset mirrors the files.
+    stale = dataset.exists("filepath").match(~fo.ViewField("filepath").is_in(filepaths))
+    if len(stale):
+        dataset.delete_samples(stale)
+    # merge_samples logs an index conversion on every call: not news for a user.
+    collections_logger = logging.getLogger("fiftyone.core.collections")
+    level = collections_logger.level
+    collections_logger.setLevel(logging.WARNING)
+    try:
+        dataset.merge_samples(samples, key_field="filepath", merge_lists=False, overwrite=True, progress=False)
+    finally:
+        collections_logger.setLevel(level)
+    dataset.default_classes = classes
+    dataset.info.update(info)
+    dataset.save()
+    return LoadedDataset(dataset, problems)
+
+
+def _require_ground_truth(dataset) -> None:
+    import fiftyone as fo
+
+    field = dataset.get_field(GROUND_TRUTH)
+    if field is None or getattr(field, "document_type", None) is not fo.Detections:
+        raise CvtriageError(f"FiftyOne dataset {dataset.name!r}: no '{GROUND_TRUTH}' field of detections to audit")
+
+
+def _yolo_samples(path: Path):
+    import fiftyone as fo
+
+    yolo = read_yolo_dataset(path, check_images=True)
+    require_readable_labels(yolo)
+    samples = []
+    for image in yolo.images("all"):
+        detections = [
+            fo.Detection(
+                label=yolo.names[box.class_id],
+                bounding_box=[box.cx - box.w / 2, box.cy - box.h / 2, box.w, box.h],
+                label_index=box.line - 1,
+            )
+            for box in image.boxes
+        ]
+        samples.append(
+            fo.Sample(
+                filepath=str(image.image_path.resolve()),
+                tags=[image.split],
+                label_path=str(image.label_path.resolve()),
+                **{GROUND_TRUTH: fo.Detections(detections=detections)},
+            )
+        )
+    skipped = [problem for problem in yolo.problems if problem.message == UNDECODABLE_IMAGE]
+    return samples, yolo.names, {"data_yaml": str(yolo.yaml_path.resolve())}, skipped
+
+
+def _coco_samples(json_path: Path, images_dir: Path | None):
+    import json
+
+    import fiftyone as fo
+
+    if not json_path.is_file():
+        raise CvtriageError(f"{json_path}: file not found")
+    try:
+        content = json.loads(json_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CvtriageError(f"{json_path}: not valid JSON ({error})") from None
+    if not isinstance(content, dict) or not {"images", "annotations", "categories"} <= set(content):
+        raise CvtriageError(f"{json_path}: not a COCO detection file (needs 'images', 'annotations', 'categories')")
+    if images_dir is None:
+        images_dir = json_path.parent / "images" if (json_path.parent / "images").is_dir() else json_path.parent
+    if not Path(images_dir).is_dir():
+        raise CvtriageError(f"{images_dir}: images folder not found (give it with --images)")
+    classes = [str(c["name"]) for c in sorted(content["categories"], key=lambda category: category["id"])]
+    try:
+        imported = fo.Dataset.from_dir(
+            dataset_type=fo.types.COCODetectionDataset,
+            data_path=str(images_dir),
+            labels_path=str(json_path),
+            label_types="detections",
+            label_field=GROUND_TRUTH,
+            progress=False,
+        )
+    except Exception as error:  # FiftyOne's importer raises KeyError/ValueError... for malformed entries
+        raise CvtriageError(f"{json_path}: cannot read this COCO file ({type(error).__name__}: {error})") from None
+    samples, problems = [], []
+    try:
+        for sample in imported.iter_samples():
+            image_path = Path(sample.filepath)
+            if not image_path.is_file() or not _decodes(image_path):
+                problems.append(DataProblem(image_path, UNDECODABLE_IMAGE if image_path.is_file() else "image not found"))
+                continue
+            ground_truth = sample[GROUND_TRUTH] or fo.Detections()
+            detections = [
+                fo.Detection(label=d.label, bounding_box=list(d.bounding_box), label_index=index)
+                for index, d in enumerate(ground_truth.detections)
+            ]
+            samples.append(fo.Sample(filepath=sample.filepath, **{GROUND_TRUTH: fo.Detections(detections=detections)}))
+    finally:
+        imported.delete()
+    return samples, classes, {"coco_json": str(json_path.resolve())}, problems

@@ -1,0 +1,252 @@
+"""How many injected label errors does `audit-labels` find, against FiftyOne Brain and cleanlab?
+
+A clean synthetic dataset (cvtriage.synth, a seed the demo model was not trained on) gets 5%
+label errors (cvtriage inject-errors, every split), then one audit run with the demo detector.
+For each kind, with N errors of that kind injected, it prints the share of them found in the
+top 2N of each method's ranking for that kind:
+
+- cvtriage:  audit-labels' ranking of that kind;
+- FiftyOne:  compute_mistakenness with its fixed thresholds: `mistakenness` (class),
+             `mistakenness_loc` (location), labels flagged `possible_spurious` (no order: dataset
+             order), predictions flagged `possible_missing` ordered by confidence;
+- cleanlab:  ObjectLab's per-box scores (cleanlab.object_detection.rank): swap (class),
+             badloc (location), overlooked (missing); it has no spurious-box score.
+
+It also prints the end-to-end time of the audit (load, predict, evaluate, mistakenness, rank,
+tag, write reports). Target: >= 90% for every kind, no kind below either reference; <= 3 min.
+
+    nice -n 15 python benchmarks/audit_quality.py [--images 1000] [--imgsz 640] [--rate 0.05]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from cvtriage.audit import (  # noqa: E402
+    KINDS,
+    audit_labels,
+    compute_fiftyone_mistakenness,
+    quiet_fiftyone,
+    read_image_labels,
+)
+from cvtriage.config import AuditConfig  # noqa: E402
+from cvtriage.dataset import GROUND_TRUTH, iou_matrix  # noqa: E402
+from cvtriage.inject import MANIFEST_NAME, inject_errors  # noqa: E402
+from cvtriage.paths import DEMO_WEIGHTS, PROJECT_ROOT  # noqa: E402
+from cvtriage.predictions import PREDICTIONS  # noqa: E402
+
+console = Console()
+
+
+def clean_dataset(work: Path, images: int, imgsz: int, seed: int) -> Path:
+    """The clean synthetic dataset (cached: drawing 1,000 images takes minutes)."""
+    from cvtriage.synth.dataset import generate_dataset
+
+    out = work / f"synth-{images}-{imgsz}-seed{seed}"
+    if not (out / "data.yaml").is_file():
+        console.print(f"Drawing {images} synthetic images at {imgsz} px (seed {seed}) into {out} ...")
+        # The demo model's objects: 10-120 px long side (see weights/README.md).
+        generate_dataset(out, images=images, imgsz=imgsz, seed=seed, min_size=10, max_size=120, force=True)
+    return out / "data.yaml"
+
+
+def injected_targets(manifest_path: Path, dataset) -> dict[str, list[dict]]:
+    """Each injected error with what a ranking must point at: a label id (class, spurious,
+    location) or, for a deleted box, the image and the original box (x1 y1 x2 y2)."""
+    out_dir = manifest_path.parent
+    manifest = json.loads(manifest_path.read_text())
+    filepaths, label_ids, label_indices = dataset.values(
+        ["filepath", f"{GROUND_TRUTH}.detections.id", f"{GROUND_TRUTH}.detections.label_index"]
+    )
+    label_by_line = {
+        (path, index): label_id
+        for path, ids, indices in zip(filepaths, label_ids, label_indices)
+        for label_id, index in zip(ids or [], indices or [])
+    }
+    targets: dict[str, list[dict]] = {kind: [] for kind in KINDS}
+    for error in manifest["errors"]:
+        image = str((out_dir / error["image_path"]).resolve())
+        if error["kind"] == "missing":
+            cx, cy, w, h = map(float, error["original"].split()[1:])
+            targets["missing"].append({"image": image, "box": [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]})
+        else:
+            targets[error["kind"]].append({"label_id": label_by_line[(image, error["line_index"])]})
+    return targets
+
+
+def count_found(kind: str, items: list[str], targets: list[dict], boxes_by_pred: dict) -> int:
+    """How many `targets` the ranked `items` point at: label ids, or for missing boxes a
+    prediction in the same image with IoU >= 0.5 with the deleted box (each used once)."""
+    if kind != "missing":
+        chosen = set(items)
+        return sum(target["label_id"] in chosen for target in targets)
+    found, used = 0, set()
+    predictions = [item for item in items if item in boxes_by_pred]
+    for target in targets:
+        for pred_id in predictions:
+            image, box = boxes_by_pred[pred_id]
+            if pred_id not in used and image == target["image"] and iou_matrix([box], [target["box"]])[0, 0] >= 0.5:
+                used.add(pred_id)
+                found += 1
+                break
+    return found
+
+
+def share_found(kind: str, ranking: list[str], targets: list[dict], boxes_by_pred: dict) -> float:
+    """Share of the N `targets` in the first 2N items of `ranking`."""
+    return count_found(kind, ranking[: 2 * len(targets)], targets, boxes_by_pred) / len(targets)
+
+
+def cvtriage_rankings(findings) -> dict[str, list[str]]:
+    return {kind: [f.pred_id if kind == "missing" else f.label_id for f in findings if f.kind == kind] for kind in KINDS}
+
+
+def fiftyone_rankings(view) -> dict[str, list[str]]:
+    """FiftyOne Brain's own fields, with its fixed thresholds (0.95 confidence, IoU 0.5)."""
+    with quiet_fiftyone():
+        compute_fiftyone_mistakenness(view, missing_confidence=0.95, match_iou=0.5)
+    gt = f"{GROUND_TRUTH}.detections"
+    ids, mistakenness, loc, spurious = view.values([f"{gt}.id", f"{gt}.mistakenness", f"{gt}.mistakenness_loc",
+                                                    f"{gt}.possible_spurious"], unwind=True)
+    pred_ids, confidences, missing = view.values([f"{PREDICTIONS}.detections.id", f"{PREDICTIONS}.detections.confidence",
+                                                  f"{PREDICTIONS}.detections.possible_missing"], unwind=True)
+
+    def ranked(score_of):
+        scored = [(score, label_id) for label_id, score in zip(ids, score_of) if score is not None]
+        return [label_id for _, label_id in sorted(scored, key=lambda pair: -pair[0])]
+
+    return {
+        "class": ranked(mistakenness),
+        "location": ranked(loc),
+        "spurious": [label_id for label_id, flag in zip(ids, spurious) if flag],
+        "missing": [pid for conf, pid in sorted(
+            ((c, p) for p, c, flag in zip(pred_ids, confidences, missing) if flag), key=lambda pair: -pair[0])],
+    }
+
+
+def cleanlab_rankings(images, sizes: dict[str, tuple[int, int]], classes: list[str]) -> dict[str, list[str]]:
+    """cleanlab ObjectLab's per-box scores on the same predictions (lower = more likely wrong)."""
+    from cleanlab.object_detection import rank
+
+    class_index = {name: index for index, name in enumerate(classes)}
+    labels, predictions = [], []
+    for image in images:
+        width, height = sizes[image.sample_id]
+        scale = np.array([width, height, width, height])
+        labels.append({
+            "bboxes": image.label_boxes * scale,
+            "labels": np.array([class_index[c] for c in image.label_classes], dtype=int),
+        })
+        per_class = []
+        for name in classes:
+            keep = image.pred_classes == name
+            per_class.append(np.column_stack([image.pred_boxes[keep] * scale, image.pred_confidences[keep]])
+                             if keep.any() else np.zeros((0, 5)))
+        predictions.append(np.array(per_class, dtype=object))
+    swap = rank.compute_swap_box_scores(labels=labels, predictions=predictions)
+    badloc = rank.compute_badloc_box_scores(labels=labels, predictions=predictions)
+    overlooked = rank.compute_overlooked_box_scores(labels=labels, predictions=predictions)
+
+    def ranked(scores, ids_of):
+        scored = [(s, i) for image, image_scores in zip(images, scores) for s, i in zip(image_scores, ids_of(image))
+                  if not np.isnan(s)]
+        return [item for _, item in sorted(scored, key=lambda pair: pair[0])]
+
+    def pred_ids_in_cleanlab_order(image):
+        # cleanlab flattens predictions class by class.
+        return [pid for name in classes for pid, c in zip(image.pred_ids, image.pred_classes) if c == name]
+
+    return {
+        "class": ranked(swap, lambda image: image.label_ids),
+        "location": ranked(badloc, lambda image: image.label_ids),
+        "missing": ranked(overlooked, pred_ids_in_cleanlab_order),
+        "spurious": None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--imgsz", type=int, default=640)
+    parser.add_argument("--rate", type=float, default=0.05)
+    parser.add_argument("--seed", type=int, default=1, help="synthetic data seed (the demo model was trained on seed 0)")
+    parser.add_argument("--weights", default=str(DEMO_WEIGHTS))
+    parser.add_argument("--work", type=Path, default=PROJECT_ROOT / "runs" / "bench")
+    parser.add_argument("--reuse-predictions", action="store_true",
+                        help="keep the last run's injected copy and predictions (to try ranking settings quickly)")
+    args = parser.parse_args()
+    if not Path(args.weights).is_file():
+        raise SystemExit(f"{args.weights}: weights not found (train the demo model first, see weights/README.md)")
+
+    clean = clean_dataset(args.work, args.images, args.imgsz, args.seed)
+    noisy = args.work / f"noisy-{args.images}-{args.imgsz}-seed{args.seed}-rate{args.rate}"
+    import fiftyone as fo
+
+    name = "cvtriage-bench-audit-quality"
+    if not args.reuse_predictions:
+        shutil.rmtree(noisy, ignore_errors=True)
+        inject_errors(clean, noisy, rate=args.rate, splits=("train", "val"), seed=args.seed)
+        if fo.dataset_exists(name):
+            fo.delete_dataset(name)
+    weights = None if args.reuse_predictions else str(args.weights)
+    config = AuditConfig(weights=weights, dataset=name, imgsz=args.imgsz, out=str(args.work / "audit-report"))
+    started, cpu_started = time.perf_counter(), time.process_time()
+    report = audit_labels(str(noisy / "data.yaml"), config)
+    elapsed, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+
+    dataset = fo.load_dataset(name)
+    view = dataset.exists(PREDICTIONS)
+    targets = injected_targets(noisy / MANIFEST_NAME, dataset)
+    images = read_image_labels(view)
+    boxes_by_pred = {pid: (image.image_path, box) for image in images for pid, box in zip(image.pred_ids, image.pred_boxes)}
+    sizes = {sid: (w, h) for sid, w, h in zip(*view.values(["id", "metadata.width", "metadata.height"]))}
+    rankings = {
+        "cvtriage": cvtriage_rankings(report.findings),
+        "FiftyOne mistakenness": fiftyone_rankings(view),
+        "cleanlab ObjectLab": cleanlab_rankings(images, sizes, dataset.default_classes),
+    }
+
+    table = Table(title=f"Injected label errors found in the top 2N of each kind's ranking "
+                        f"({args.images} images, {args.rate:.0%} errors, {Path(args.weights).name})")
+    table.add_column("kind")
+    table.add_column("injected N", justify="right")
+    for method in rankings:
+        table.add_column(method, justify="right")
+    for kind in KINDS:
+        cells = []
+        for method, by_kind in rankings.items():
+            ranking = by_kind[kind]
+            cells.append("n/a" if ranking is None else f"{share_found(kind, ranking, targets[kind], boxes_by_pred):.0%}")
+        table.add_row(kind, str(len(targets[kind])), *cells)
+    console.print(table)
+
+    # Kind-blind: the whole cvtriage ranking (the likely-mislabeled view), top 2 x all injected.
+    total = sum(len(t) for t in targets.values())
+    top = [f.pred_id if f.kind == "missing" else f.label_id for f in report.findings][: 2 * total]
+    found_overall = sum(count_found(kind, top, targets[kind], boxes_by_pred) for kind in KINDS)
+    console.print(f"cvtriage, all kinds together: {found_overall}/{total} injected errors in the top {2 * total} "
+                  f"of the whole ranking; {len(report.flagged)} findings at score >= {config.min_score}")
+    if args.reuse_predictions:
+        console.print("(predictions reused from the last run: the time below leaves out prediction)")
+    console.print(f"End-to-end audit of {report.audited_samples} images at {args.imgsz} px with {Path(args.weights).name} "
+                  f"on CPU ({os.cpu_count()} cores): {elapsed:.1f} s wall (target <= 180 s), {cpu_seconds:.1f} s of CPU "
+                  f"time (load average now {os.getloadavg()[0]:.1f}); by stage (s): "
+                  + ", ".join(f"{stage} {seconds:.1f}" for stage, seconds in report.stage_seconds.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,472 @@
+"""Audit: rank a dataset's labels by how likely they are wrong, by kind of error.
+
+A detector's predictions are compared with the labels in a FiftyOne dataset. Four kinds:
+
+- class:    a label whose object the model sees, confidently, as another class;
+- missing:  a confident prediction that no label explains (an unlabelled object);
+- spurious: a label where the model sees nothing (no object there);
+- location: a label whose object the model sees nearby, same class, overlapping poorly.
+
+FiftyOne Brain's `compute_mistakenness` runs too (its fields `mistakenness`, `mistakenness_loc`,
+`possible_missing`, `possible_spurious` are useful in the App), but its ranking falls short: a
+badly placed box whose IoU with the prediction is under the match threshold is reported as one
+spurious label plus one missing object, `possible_spurious` is a flag with no order, and
+`possible_missing` needs a hard-coded 0.95 confidence (fiftyone-brain issue 111). cvtriage
+scores each label and each unexplained prediction itself, from the IoU and confidence of every
+prediction around it, and gives each label the single kind that explains it best.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cvtriage.config import AuditConfig
+from cvtriage.dataset import GROUND_TRUTH, DataProblem, iou_matrix, load_into_fiftyone
+from cvtriage.errors import CvtriageError
+from cvtriage.predictions import PREDICTIONS, PredictOptions, predict_into, progress_bar
+
+KINDS = ("class", "missing", "spurious", "location")
+EVAL_KEY = "audit_eval"
+MISTAKENNESS = "mistakenness"
+LIKELY_MISLABELED = "likely-mislabeled"
+
+
+def audit_tag(kind: str) -> str:
+    return f"audit:{kind}"
+
+
+def kind_view_name(kind: str) -> str:
+    return f"audit-{kind}"
+
+
+@dataclass
+class ImageLabels:
+    """One sample's labels and predictions as arrays (boxes x1 y1 x2 y2, relative)."""
+
+    sample_id: str
+    image_path: str
+    label_ids: list[str]
+    label_classes: np.ndarray
+    label_boxes: np.ndarray
+    label_indices: list[int | None]
+    pred_ids: list[str]
+    pred_classes: np.ndarray
+    pred_boxes: np.ndarray
+    pred_confidences: np.ndarray
+
+
+@dataclass
+class Finding:
+    """A label (or, for `missing`, a prediction) that is likely wrong, with the evidence."""
+
+    kind: str
+    score: float
+    sample_id: str
+    image_path: str
+    label_id: str | None = None
+    label_index: int | None = None
+    label_class: str | None = None
+    label_box: list[float] | None = None  # relative x1 y1 x2 y2
+    pred_id: str | None = None
+    pred_class: str | None = None
+    pred_box: list[float] | None = None
+    pred_confidence: float | None = None
+
+
+@dataclass
+class AuditReport:
+    dataset_name: str
+    findings: list[Finding]  # every scored label and unexplained prediction, best first
+    flagged: list[Finding]  # those at or above min_score (and within --top)
+    audited_samples: int
+    problems: list[DataProblem] = field(default_factory=list)
+    out_dir: Path | None = None
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        return {kind: sum(finding.kind == kind for finding in self.flagged) for kind in KINDS}
+
+
+# --- reading a FiftyOne collection -------------------------------------------------------------
+
+
+def _xywh_to_xyxy(boxes) -> np.ndarray:
+    array = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return np.concatenate([array[:, :2], array[:, :2] + array[:, 2:]], axis=1)
+
+
+def read_image_labels(samples) -> list[ImageLabels]:
+    """Labels and predictions of every sample, read in one query per field (not sample by sample)."""
+    gt, pred = f"{GROUND_TRUTH}.detections", f"{PREDICTIONS}.detections"
+    columns = samples.values(
+        ["id", "filepath", f"{gt}.id", f"{gt}.label", f"{gt}.bounding_box", f"{gt}.label_index",
+         f"{pred}.id", f"{pred}.label", f"{pred}.bounding_box", f"{pred}.confidence"]
+    )
+    records = []
+    for sample_id, path, gid, glabel, gbox, gindex, pid, plabel, pbox, pconf in zip(*columns):
+        records.append(
+            ImageLabels(
+                sample_id=sample_id,
+                image_path=path,
+                label_ids=gid or [],
+                label_classes=np.asarray(glabel or [], dtype=object),
+                label_boxes=_xywh_to_xyxy(gbox or []),
+                label_indices=gindex or [None] * len(gid or []),
+                pred_ids=pid or [],
+                pred_classes=np.asarray(plabel or [], dtype=object),
+                pred_boxes=_xywh_to_xyxy(pbox or []),
+                pred_confidences=np.asarray(pconf or [], dtype=np.float64),
+            )
+        )
+    return records
+
+
+# --- scoring ------------------------------------------------------------------------------------
+
+
+def score_image(image: ImageLabels, config: AuditConfig) -> list[Finding]:
+    """One finding per label (its most likely kind of error) and one per unexplained prediction."""
+    n_labels, n_preds = len(image.label_ids), len(image.pred_ids)
+    iou = iou_matrix(image.label_boxes, image.pred_boxes)
+    confidence = np.broadcast_to(image.pred_confidences[None, :], (n_labels, n_preds))
+    same_class = image.label_classes[:, None] == image.pred_classes[None, :]
+    matched = iou >= config.match_iou
+    # How sure the model is that the label is right: its best same-class match.
+    support = np.where(same_class & matched, confidence, 0).max(axis=1, initial=0)
+    doubt = 1 - support
+
+    # class: the object is matched, confidently, by another class.
+    other_class = np.where(~same_class & matched, confidence, 0)
+    class_scores = other_class.max(axis=1, initial=0) * doubt
+    # location: a same-class prediction overlaps, but too little to match, and no other label
+    # claims it: the object is there, the box is not. Surer with confidence and with lower IoU.
+    claimed_elsewhere = (matched.sum(axis=0)[None, :] - matched) > 0
+    nearby = same_class & ~matched & ~claimed_elsewhere & (iou >= config.location_min_iou)
+    badness = np.minimum(1.0, (1 - iou) / (1 - config.location_min_iou))
+    location_evidence = np.where(nearby, confidence * badness, 0)
+    location_scores = location_evidence.max(axis=1, initial=0) * doubt
+    # spurious: nothing the model sees overlaps the label (any class): a prediction overlapping
+    # it by location_min_iou or more says some object is there.
+    overlap = confidence * np.minimum(1.0, iou / config.location_min_iou)
+    spurious_scores = 1 - overlap.max(axis=1, initial=0)
+
+    findings, explaining = [], set()
+    for index in range(n_labels):
+        scores = {"class": class_scores[index], "location": location_scores[index], "spurious": spurious_scores[index]}
+        kind = max(scores, key=scores.get)
+        finding = _label_finding(image, index, kind, float(scores[kind]))
+        evidence = other_class[index] if kind == "class" else location_evidence[index]
+        if kind != "spurious" and evidence.max(initial=0) > 0:
+            _attach_prediction(finding, image, int(evidence.argmax()))
+            explaining.add(int(evidence.argmax()))
+        findings.append(finding)
+
+    # missing: a prediction that no label explains; overlap with a label explains it in part.
+    explained = np.minimum(1.0, iou / config.match_iou).max(axis=0, initial=0)
+    missing_scores = image.pred_confidences * (1 - explained)
+    kept: list[int] = []
+    for index in np.argsort(-missing_scores, kind="stable"):
+        if index in explaining or missing_scores[index] <= 0:
+            continue
+        # The same unlabelled object predicted twice (two classes, or NMS leftovers) is one finding.
+        if kept and iou_matrix(image.pred_boxes[[index]], image.pred_boxes[kept]).max() >= config.match_iou:
+            continue
+        kept.append(int(index))
+        finding = Finding("missing", float(missing_scores[index]), image.sample_id, image.image_path)
+        _attach_prediction(finding, image, int(index))
+        findings.append(finding)
+    return findings
+
+
+def _label_finding(image: ImageLabels, index: int, kind: str, score: float) -> Finding:
+    return Finding(
+        kind, score, image.sample_id, image.image_path,
+        label_id=image.label_ids[index],
+        label_index=image.label_indices[index],
+        label_class=str(image.label_classes[index]),
+        label_box=[round(float(v), 6) for v in image.label_boxes[index]],
+    )
+
+
+def _attach_prediction(finding: Finding, image: ImageLabels, index: int) -> None:
+    finding.pred_id = image.pred_ids[index]
+    finding.pred_class = str(image.pred_classes[index])
+    finding.pred_box = [round(float(v), 6) for v in image.pred_boxes[index]]
+    finding.pred_confidence = round(float(image.pred_confidences[index]), 4)
+
+
+def rank_findings(images: list[ImageLabels], config: AuditConfig) -> list[Finding]:
+    findings = [finding for image in images for finding in score_image(image, config)]
+    # Sorted by score; ties (e.g. labels with nothing predicted anywhere near) keep dataset order.
+    return sorted(findings, key=lambda finding: -finding.score)
+
+
+# --- FiftyOne Brain and evaluation --------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def fiftyone_thresholds(missing_confidence: float, match_iou: float):
+    """Run FiftyOne Brain's mistakenness with our thresholds: they are module constants there
+    (fiftyone-brain issue 111 asks for parameters), so set them for the duration of the call."""
+    import fiftyone.brain.internal.core.mistakenness as brain_mistakenness
+
+    saved = brain_mistakenness._MISSED_CONFIDENCE_THRESHOLD, brain_mistakenness._DETECTION_IOU
+    brain_mistakenness._MISSED_CONFIDENCE_THRESHOLD, brain_mistakenness._DETECTION_IOU = missing_confidence, match_iou
+    try:
+        yield
+    finally:
+        brain_mistakenness._MISSED_CONFIDENCE_THRESHOLD, brain_mistakenness._DETECTION_IOU = saved
+
+
+@contextlib.contextmanager
+def quiet_fiftyone():
+    """FiftyOne logs each step at INFO on stdout; the CLI shows its own progress instead."""
+    logger = logging.getLogger("fiftyone")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def compute_fiftyone_mistakenness(samples, missing_confidence: float = 0.95, match_iou: float = 0.5) -> None:
+    """FiftyOne Brain's mistakenness fields on `samples` (the previous run is replaced)."""
+    import fiftyone.brain as fob
+
+    dataset = samples._dataset
+    if dataset.has_brain_run(MISTAKENNESS):
+        dataset.delete_brain_run(MISTAKENNESS)
+    with fiftyone_thresholds(missing_confidence, match_iou):
+        fob.compute_mistakenness(samples, PREDICTIONS, label_field=GROUND_TRUTH, progress=False)
+
+
+def evaluate(samples, match_iou: float) -> None:
+    """Per-object TP/FP/FN under eval key `audit_eval`, for filtering in the App."""
+    dataset = samples._dataset
+    if dataset.has_evaluation(EVAL_KEY):
+        dataset.delete_evaluation(EVAL_KEY)
+    samples.evaluate_detections(
+        PREDICTIONS, gt_field=GROUND_TRUTH, eval_key=EVAL_KEY, iou=match_iou, classwise=False, progress=False
+    )
+
+
+# --- writing results into FiftyOne ----------------------------------------------------------------
+
+
+def store_findings(samples, findings: list[Finding], flagged: list[Finding]) -> None:
+    """Per-label `audit_kind`/`audit_score`, sample `audit_score`, the audit tags on samples and on
+    labels of flagged findings, and the saved views. Results of a previous audit are cleared first."""
+    dataset = samples._dataset
+    tags = [audit_tag(kind) for kind in KINDS]
+    dataset.untag_samples(tags)
+    dataset.untag_labels(tags, label_fields=[GROUND_TRUTH, PREDICTIONS])
+    for name in ("audit_score", f"{GROUND_TRUTH}.detections.audit_score", f"{GROUND_TRUTH}.detections.audit_kind",
+                 f"{PREDICTIONS}.detections.audit_score", f"{PREDICTIONS}.detections.audit_kind"):
+        if dataset.has_field(name):
+            dataset.delete_sample_field(name)
+
+    for field_name, attribute in ((GROUND_TRUTH, "label_id"), (PREDICTIONS, "pred_id")):
+        relevant = [f for f in findings if (f.kind == "missing") == (field_name == PREDICTIONS)]
+        for key, value_of in (("audit_score", lambda f: round(f.score, 4)), ("audit_kind", lambda f: f.kind)):
+            values = [
+                {"sample_id": f.sample_id, "label_id": getattr(f, attribute), "value": value_of(f)} for f in relevant
+            ]
+            if values:
+                dataset.set_label_values(f"{field_name}.detections.{key}", values, dynamic=True)
+
+    best: dict[str, float] = {}
+    for finding in findings:
+        best[finding.sample_id] = max(best.get(finding.sample_id, 0.0), finding.score)
+    if best:
+        samples.set_values("audit_score", best, key_field="id")
+    for kind in KINDS:
+        of_kind = [f for f in flagged if f.kind == kind]
+        if not of_kind:
+            continue
+        dataset.select([f.sample_id for f in of_kind]).tag_samples(audit_tag(kind))
+        label_ids = [f.pred_id if kind == "missing" else f.label_id for f in of_kind]
+        field_name = PREDICTIONS if kind == "missing" else GROUND_TRUTH
+        dataset.select_labels(ids=label_ids, fields=field_name).tag_labels(audit_tag(kind), label_fields=field_name)
+
+    dataset.save_view(
+        LIKELY_MISLABELED, dataset.match_tags(tags).sort_by("audit_score", reverse=True), overwrite=True
+    )
+    for kind in KINDS:
+        dataset.save_view(
+            kind_view_name(kind),
+            dataset.match_tags(audit_tag(kind)).sort_by("audit_score", reverse=True),
+            overwrite=True,
+        )
+
+
+# --- the whole audit ------------------------------------------------------------------------------
+
+
+def split_view(dataset, split: str):
+    if split == "all":
+        return dataset.view()
+    view = dataset.match_tags(split)
+    if not len(view):
+        splits = ", ".join(tag for tag in ("train", "val", "test") if len(dataset.match_tags(tag))) or "none"
+        raise CvtriageError(f"FiftyOne dataset {dataset.name!r}: no '{split}' samples (splits: {splits}); use --split all")
+    return view
+
+
+class _Stages:
+    """The audit's stages on the progress display, and the seconds each took (kept in audit.json)."""
+
+    def __init__(self, progress):
+        self.progress = progress
+        self.seconds: dict[str, float] = {}
+        self._current: tuple[str, float, object] | None = None
+
+    def start(self, key: str, description: str | None) -> None:
+        """description None: the stage shows its own progress bar."""
+        self.finish()
+        task = self.progress.add_task(description, total=None) if description else None
+        self._current = (key, time.perf_counter(), task)
+
+    def finish(self) -> None:
+        if self._current is not None:
+            key, started, task = self._current
+            self.seconds[key] = round(time.perf_counter() - started, 2)
+            if task is not None:
+                self.progress.update(task, visible=False)
+            self._current = None
+
+
+def audit_labels(data: str, config: AuditConfig, images_dir: Path | None = None) -> AuditReport:
+    """Load `data` into FiftyOne, predict (when `config.weights` is set), score every label, store
+    tags, fields and saved views, and write audit.csv/audit.json. Stages show on a progress display."""
+    from cvtriage.model import load_model, resolve_classes, resolve_device
+
+    with progress_bar() as progress:
+        stages = _Stages(progress)
+        stages.start("load", "Loading the dataset into FiftyOne")
+        with quiet_fiftyone():
+            loaded = load_into_fiftyone(data, config.dataset, images_dir)
+        dataset, problems = loaded.dataset, list(loaded.problems)
+        view = split_view(dataset, config.split)
+        if config.weights:
+            model = load_model(config.weights)
+            # The model must know every class of the dataset; it may know more (those are not predicted).
+            class_ids = resolve_classes(model, dataset.default_classes, f"--weights {config.weights}")
+            options = PredictOptions(config.conf, config.iou, config.imgsz, config.batch, resolve_device(config.device))
+            stages.start("predict", None)
+            problems += predict_into(view, model, class_ids, options, progress=progress)
+        elif not len(view.exists(PREDICTIONS)):
+            raise CvtriageError(
+                f"FiftyOne dataset {dataset.name!r} has no '{PREDICTIONS}' to audit against; pass --weights "
+                f"(a detector trained on these classes: {', '.join(dataset.default_classes)})"
+            )
+        view = view.exists(PREDICTIONS)
+        if not len(view):
+            raise CvtriageError(f"{data}: no image could be read")
+
+        with quiet_fiftyone():
+            stages.start("evaluate", "Evaluating predictions against labels")
+            evaluate(view, config.match_iou)
+            stages.start("mistakenness", "Computing FiftyOne Brain mistakenness")
+            compute_fiftyone_mistakenness(view, config.missing_confidence, config.match_iou)
+            stages.start("rank", "Ranking labels")
+            findings = rank_findings(read_image_labels(view), config)
+            flagged = [finding for finding in findings if finding.score >= config.min_score][: config.top]
+            stages.start("store", "Tagging samples and labels, saving views")
+            store_findings(view, findings, flagged)
+        stages.finish()
+
+    out_dir = Path(config.out) if config.out else Path("runs/audit") / dataset.name
+    report = AuditReport(dataset.name, findings, flagged, len(view), problems, out_dir, stages.seconds)
+    write_reports(report, config, data)
+    return report
+
+
+# --- files ----------------------------------------------------------------------------------------
+
+CSV_COLUMNS = [
+    "rank", "image_path", "label_index", "kind", "score", "label_class", "label_cxcywh",
+    "pred_class", "pred_cxcywh", "pred_confidence", "sample_id", "label_id", "pred_id",
+]
+
+
+def _cxcywh(box: list[float] | None) -> list[float] | None:
+    if box is None:
+        return None
+    x1, y1, x2, y2 = box
+    return [round((x1 + x2) / 2, 6), round((y1 + y2) / 2, 6), round(x2 - x1, 6), round(y2 - y1, 6)]
+
+
+def report_rows(findings: list[Finding]) -> list[dict]:
+    """Rows of audit.csv/json: boxes as normalised centre-x, centre-y, width, height (YOLO's)."""
+    rows = []
+    for rank, finding in enumerate(findings, start=1):
+        row = asdict(finding)
+        row.pop("label_box"), row.pop("pred_box")
+        row["score"] = round(finding.score, 4)
+        rows.append({"rank": rank, **row, "label_cxcywh": _cxcywh(finding.label_box), "pred_cxcywh": _cxcywh(finding.pred_box)})
+    return rows
+
+
+def write_reports(report: AuditReport, config: AuditConfig, data: str) -> None:
+    """audit.csv and audit.json in report.out_dir, each written whole then renamed into place."""
+    out_dir = report.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = report_rows(report.flagged)
+    csv_partial = out_dir / "audit.csv.partial"
+    with csv_partial.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({
+                **row,
+                "label_cxcywh": " ".join(map(str, row["label_cxcywh"])) if row["label_cxcywh"] else "",
+                "pred_cxcywh": " ".join(map(str, row["pred_cxcywh"])) if row["pred_cxcywh"] else "",
+            })
+    csv_partial.replace(out_dir / "audit.csv")
+    content = {
+        "data": str(data),
+        "dataset": report.dataset_name,
+        "audited_samples": report.audited_samples,
+        "settings": config.model_dump(),
+        "counts": report.counts(),
+        "stage_seconds": report.stage_seconds,
+        "box_format": "normalised centre-x centre-y width height",
+        "rows": rows,
+    }
+    json_partial = out_dir / "audit.json.partial"
+    json_partial.write_text(json.dumps(content, indent=2))
+    json_partial.replace(out_dir / "audit.json")
+
+
+def summary_tables(report: AuditReport, top: int = 10):
+    """Rich tables: flagged findings per kind, and the top findings."""
+    from rich.table import Table
+
+    counts = Table(title=f"Likely label errors in {report.dataset_name} ({report.audited_samples} images)")
+    counts.add_column("kind")
+    counts.add_column("flagged", justify="right")
+    counts.add_column("saved view")
+    for kind, count in report.counts().items():
+        counts.add_row(kind, str(count), kind_view_name(kind))
+    counts.add_row("all", str(len(report.flagged)), LIKELY_MISLABELED, style="bold")
+
+    best = Table(title=f"Top {min(top, len(report.flagged))}")
+    for column in ("rank", "kind", "score", "image", "line", "label", "prediction"):
+        best.add_column(column, justify="right" if column in ("rank", "score", "line") else "left")
+    for row in report_rows(report.flagged[:top]):
+        prediction = f"{row['pred_class']} {row['pred_confidence']:.2f}" if row["pred_class"] else ""
+        line = "" if row["label_index"] is None else str(row["label_index"] + 1)
+        best.add_row(
+            str(row["rank"]), row["kind"], f"{row['score']:.3f}", Path(row["image_path"]).name, line,
+            row["label_class"] or "", prediction,
+        )
+    return counts, best

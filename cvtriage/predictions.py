@@ -1,0 +1,104 @@
+"""Predictions: a detector run over a FiftyOne dataset's images in batches, stored as fo.Detections.
+
+Ultralytics is called directly on batches of decoded images (not through FiftyOne's model zoo
+wrappers), so batching, device and thresholds are the ones the rest of cvtriage uses. Boxes are
+kept down to a low confidence: the audit needs the model's doubts, not only its detections.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from cvtriage.dataset import UNDECODABLE_IMAGE, DataProblem
+from cvtriage.model import class_names
+
+PREDICTIONS = "predictions"
+# Samples written to the database at once: fewer round trips, bounded memory.
+WRITE_EVERY = 256
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    conf: float
+    iou: float
+    imgsz: int
+    batch: int
+    device: str
+
+
+def progress_bar() -> Progress:
+    """The progress display of long stages (on stderr, gone when done)."""
+    return Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=Console(stderr=True), transient=True,
+    )
+
+
+def predict_into(
+    samples, model, class_ids: list[int] | None, options: PredictOptions, field: str = PREDICTIONS,
+    progress: Progress | None = None,
+) -> list[DataProblem]:
+    """Store the model's boxes for every sample in `field` (fo.Detections with confidence) and
+    each image's size in `metadata`; `class_ids`: the model's classes to keep (None: all).
+    Returns the images that could not be decoded (their field is None).
+    `progress`: a running display to add the bar to (else one is shown for this call)."""
+    import cv2
+    import fiftyone as fo
+
+    names = class_names(model)
+    ids, filepaths = samples.values(["id", "filepath"])
+    problems: list[DataProblem] = []
+    pending_detections, pending_metadata = {}, {}
+
+    def flush():
+        samples.set_values(field, pending_detections, key_field="id")
+        if pending_metadata:
+            samples.set_values("metadata", pending_metadata, key_field="id")
+        pending_detections.clear()
+        pending_metadata.clear()
+
+    with contextlib.nullcontext(progress) if progress is not None else progress_bar() as progress:
+        task = progress.add_task("Predicting", total=len(ids))
+        for start in range(0, len(ids), options.batch):
+            batch_ids, images = [], []
+            for sample_id, filepath in zip(ids[start : start + options.batch], filepaths[start : start + options.batch]):
+                image = cv2.imread(filepath)
+                if image is None:
+                    problems.append(DataProblem(Path(filepath), UNDECODABLE_IMAGE))
+                    pending_detections[sample_id] = None
+                    continue
+                batch_ids.append(sample_id)
+                images.append(image)
+            if images:
+                results = model.predict(
+                    images, conf=options.conf, iou=options.iou, imgsz=options.imgsz, device=options.device,
+                    classes=class_ids, max_det=300, verbose=False,
+                )
+                for sample_id, image, result in zip(batch_ids, images, results):
+                    pending_detections[sample_id] = to_detections(result, names)
+                    height, width = image.shape[:2]
+                    pending_metadata[sample_id] = fo.ImageMetadata(width=width, height=height, num_channels=3)
+            if len(pending_detections) >= WRITE_EVERY:
+                flush()
+            progress.advance(task, len(ids[start : start + options.batch]))
+        flush()
+    return problems
+
+
+def to_detections(result, names: dict[int, str]):
+    """An Ultralytics result as fo.Detections: relative [x, y, w, h] boxes with confidence."""
+    import fiftyone as fo
+
+    boxes = result.boxes
+    detections = [
+        fo.Detection(label=names[int(class_id)], bounding_box=[x1, y1, x2 - x1, y2 - y1], confidence=confidence)
+        for (x1, y1, x2, y2), confidence, class_id in zip(
+            boxes.xyxyn.tolist(), boxes.conf.tolist(), boxes.cls.tolist()
+        )
+    ]
+    return fo.Detections(detections=detections)

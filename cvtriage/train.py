@@ -1,0 +1,413 @@
+"""Training: fine-tune a YOLO detector on a YOLO-format dataset with Ultralytics.
+
+The dataset is read and checked first (cvtriage.dataset), so a broken data.yaml or label file
+stops the run before any weights are loaded. Ultralytics gets a normalised copy of the data.yaml
+in the run folder (an absolute `path`; with --exclude, a list of the kept training images), and
+leaves its own outputs there: weights/best.pt, plots, results.csv. cvtriage adds metrics.json.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import shutil
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from cvtriage.config import TrainConfig
+from cvtriage.dataset import DataProblem, YoloDataset, read_yolo_dataset, require_readable_labels
+from cvtriage.errors import CvtriageError
+from cvtriage.model import describe_device, load_model, resolve_device
+
+# The columns of audit-labels' audit.csv that exclusion reads.
+AUDIT_COLUMNS = ("rank", "image_path", "score")
+CPU_BATCH = 16
+MAX_CUDA_WORKERS = 8
+PROBLEMS_SHOWN = 10
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """Where and how to train: Ultralytics' device string, batch (-1 = AutoBatch), AMP, loader workers."""
+
+    device: str
+    batch: int
+    amp: bool
+    workers: int
+    description: str
+
+
+@dataclass(frozen=True)
+class ExclusionRule:
+    """Which rows of an audit.csv to act on: the top K by rank, those scoring >= S, or (neither) all."""
+
+    audit_csv: Path
+    top: int | None = None
+    min_score: float | None = None
+
+
+@dataclass
+class TrainingData:
+    """The data.yaml handed to Ultralytics, and what exclusion left out of the train split."""
+
+    data_yaml: Path
+    train_images: int
+    val_images: int
+    excluded: list[Path] = field(default_factory=list)
+    flagged_outside_train: int = 0  # flagged images in val/test: they stay, evaluation is untouched
+    flagged_unknown: int = 0  # flagged images that are not in this dataset
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_weights: Path
+    metrics_json: Path
+    metrics: dict[str, Any]
+    exports: dict[str, Path]
+    saved_to: Path | None
+
+
+def choose_hardware(device: str, batch: int | str, workers: int | None) -> Hardware:
+    """CUDA: AMP on, AutoBatch for batch 'auto', min(8, cores) loader workers unless `workers` says.
+    CPU: batch 16, AMP off, no loader workers whatever `workers` says (Ultralytics forces 0 there:
+    the forward pass, not image loading, is the bottleneck)."""
+    chosen = resolve_device(device)
+    cores = os.cpu_count() or 1
+    on_cuda = chosen not in ("cpu", "mps")
+    gpu_count = len(chosen.split(",")) if on_cuda else 0
+    if batch == "auto":
+        # AutoBatch measures one GPU; Ultralytics refuses it for multi-GPU training.
+        batch = -1 if gpu_count == 1 else CPU_BATCH * max(gpu_count, 1)
+    if not on_cuda:
+        workers = 0
+    elif workers is None:
+        workers = min(MAX_CUDA_WORKERS, cores)
+    return Hardware(chosen, int(batch), amp=on_cuda, workers=workers, description=describe_device(chosen))
+
+
+def read_training_dataset(data: Path, expected_names: list[str], console: Console) -> YoloDataset:
+    """Read and check the dataset, decoding every image. Unreadable label lines stop the run (Ultralytics
+    would silently drop those images); missing label files and undecodable images are warnings."""
+    dataset = read_yolo_dataset(Path(data), check_images=True)
+    if dataset.problems:
+        print_problems(console, dataset.problems, dataset.root, "Dataset problems")
+    require_readable_labels(dataset)
+    if [name.lower() for name in dataset.names] != [name.lower() for name in expected_names]:
+        console.print(
+            f"[yellow]warning:[/] {dataset.yaml_path} names {dataset.names} differ from the config's "
+            f"names {expected_names}; the model learns the data.yaml's classes"
+        )
+    return dataset
+
+
+def print_problems(console: Console, problems: list[DataProblem], root: Path, title: str) -> None:
+    """A short table of problems, naming each file (relative to the dataset root), capped with a count."""
+    table = Table(title=f"{title} ({len(problems)})", title_justify="left")
+    table.add_column("file")
+    table.add_column("line", justify="right")
+    table.add_column("problem")
+    for problem in problems[:PROBLEMS_SHOWN]:
+        path = problem.path.relative_to(root) if problem.path.is_relative_to(root) else problem.path
+        table.add_row(str(path), str(problem.line or ""), problem.message)
+    if len(problems) > PROBLEMS_SHOWN:
+        table.caption = f"... and {len(problems) - PROBLEMS_SHOWN} more"
+    console.print(table)
+
+
+def read_flagged_images(rule: ExclusionRule, dataset_root: Path) -> list[Path]:
+    """Images named by the chosen audit.csv rows, highest-ranked first, each once. A relative
+    image_path is read from the dataset root."""
+    path = Path(rule.audit_csv)
+    if not path.is_file():
+        raise CvtriageError(f"{path}: audit file not found")
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = [column for column in AUDIT_COLUMNS if column not in (reader.fieldnames or [])]
+        if missing:
+            raise CvtriageError(f"{path}: not an audit-labels CSV (missing column {', '.join(missing)})")
+        rows = []
+        for row in reader:
+            try:
+                rows.append((int(row["rank"]), float(row["score"]), row["image_path"]))
+            except (TypeError, ValueError):
+                raise CvtriageError(f"{path}:{reader.line_num}: rank and score must be numbers") from None
+    rows.sort(key=lambda row: row[0])
+    if rule.top is not None:
+        rows = rows[: rule.top]
+    if rule.min_score is not None:
+        rows = [row for row in rows if row[1] >= rule.min_score]
+    flagged: dict[Path, None] = {}
+    for _, _, image_path in rows:
+        image = Path(image_path)
+        flagged[(image if image.is_absolute() else dataset_root / image).resolve()] = None
+    return list(flagged)
+
+
+def write_training_data(dataset: YoloDataset, run_dir: Path, flagged: list[Path] | None) -> TrainingData:
+    """Write the data.yaml Ultralytics trains on: the dataset's own, with an absolute `path` (Ultralytics
+    reads a relative one from the working directory), and with flagged images left out of train only."""
+    source = yaml.safe_load(dataset.yaml_path.read_text())
+    config = {"path": str(dataset.root), **{key: value for key, value in source.items() if key != "path"}}
+    train = dataset.images("train")
+    result = TrainingData(run_dir / "data.yaml", train_images=len(train), val_images=len(dataset.images("val")))
+    if flagged is not None:
+        flagged_set = set(flagged)
+        in_dataset = {image.image_path.resolve() for image in dataset.images("all")}
+        kept = [image.image_path.resolve() for image in train if image.image_path.resolve() not in flagged_set]
+        result.excluded = [image.image_path.resolve() for image in train if image.image_path.resolve() in flagged_set]
+        result.flagged_unknown = sum(1 for image in flagged if image not in in_dataset)
+        result.flagged_outside_train = len(flagged) - len(result.excluded) - result.flagged_unknown
+        if flagged and result.flagged_unknown == len(flagged):
+            raise CvtriageError(
+                f"{flagged[0]}: none of the {len(flagged)} flagged images belongs to {dataset.yaml_path} "
+                "(was the audit made on another dataset?)"
+            )
+        if not kept:
+            raise CvtriageError(f"{dataset.yaml_path}: excluding the flagged images leaves no training images")
+        _write_text(run_dir / "train-images.txt", "".join(f"{image}\n" for image in kept))
+        _write_text(run_dir / "excluded-images.txt", "".join(f"{image}\n" for image in result.excluded))
+        config["train"] = str(run_dir / "train-images.txt")
+        result.train_images = len(kept)
+    _write_text(result.data_yaml, yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    return result
+
+
+def next_run_dir(out: Path, name: str) -> Path:
+    """out/name, or out/name2, name3... when it exists: an earlier run is never overwritten."""
+    candidate, number = out / name, 2
+    while candidate.exists():
+        candidate, number = out / f"{name}{number}", number + 1
+    return candidate.resolve()
+
+
+class _ProgressOnly(logging.Filter):
+    """Drop Ultralytics' info chatter (argument dumps, model summary, dataset scans, per-class tables)
+    but keep warnings and the epoch header above its progress bars. A filter, not a level: Ultralytics
+    hides its progress bars when the logger's level is above INFO."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or "GPU_mem" in record.getMessage()
+
+
+@contextmanager
+def quiet_ultralytics() -> Iterator[None]:
+    from ultralytics.utils import LOGGER
+
+    progress_only = _ProgressOnly()
+    LOGGER.addFilter(progress_only)
+    try:
+        yield
+    finally:
+        LOGGER.removeFilter(progress_only)
+
+
+def summarize_metrics(metrics, names: list[str]) -> dict[str, Any]:
+    """Overall and per-class precision, recall, mAP50 and mAP50-95 from Ultralytics' DetMetrics.
+    A class without validation instances gets null metrics."""
+    precision, recall, map50, map50_95 = (float(value) for value in metrics.box.mean_results())
+    per_class: dict[str, dict[str, Any]] = {
+        name: {
+            "images": int(metrics.nt_per_image[index]) if metrics.nt_per_image is not None else 0,
+            "instances": int(metrics.nt_per_class[index]) if metrics.nt_per_class is not None else 0,
+            "precision": None,
+            "recall": None,
+            "map50": None,
+            "map50_95": None,
+        }
+        for index, name in enumerate(names)
+    }
+    for row, class_index in enumerate(metrics.ap_class_index):
+        p, r, ap50, ap = (float(value) for value in metrics.class_result(row))
+        per_class[names[int(class_index)]].update(precision=p, recall=r, map50=ap50, map50_95=ap)
+    return {
+        "overall": {"precision": precision, "recall": recall, "map50": map50, "map50_95": map50_95},
+        "classes": per_class,
+    }
+
+
+def metrics_table(metrics: dict[str, Any]) -> Table:
+    table = Table(title="Validation metrics (best weights)", title_justify="left")
+    for column in ("class", "images", "instances", "precision", "recall", "mAP50", "mAP50-95"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+
+    def cell(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    for name, values in metrics["classes"].items():
+        table.add_row(
+            name,
+            str(values["images"]),
+            str(values["instances"]),
+            *(cell(values[key]) for key in ("precision", "recall", "map50", "map50_95")),
+        )
+    overall = metrics["overall"]
+    table.add_section()
+    table.add_row(
+        "all",
+        str(metrics["val_images"]),
+        str(sum(values["instances"] for values in metrics["classes"].values())),
+        *(cell(overall[key]) for key in ("precision", "recall", "map50", "map50_95")),
+        style="bold",
+    )
+    return table
+
+
+def train(
+    data: Path,
+    config: TrainConfig,
+    exclusion: ExclusionRule | None = None,
+    save_to: Path | None = None,
+    console: Console | None = None,
+) -> TrainResult:
+    """Fine-tune config.weights on DATA (a data.yaml or a folder with one) and write the run folder."""
+    import torch
+
+    console = console or Console(stderr=True)
+    dataset = read_training_dataset(data, config.names, console)
+    flagged = read_flagged_images(exclusion, dataset.root) if exclusion else None
+    hardware = choose_hardware(config.device, config.batch, config.workers)
+    model = load_model(config.weights)
+
+    run_dir = next_run_dir(Path(config.out), config.name or dataset.yaml_path.parent.name or "train")
+    run_dir.mkdir(parents=True)
+    try:
+        training_data = write_training_data(dataset, run_dir, flagged)
+    except CvtriageError:
+        shutil.rmtree(run_dir)  # nothing trained: leave no empty run behind
+        raise
+    if exclusion:
+        message = (
+            f"Excluded {len(training_data.excluded)} of {len(dataset.images('train'))} training images flagged in "
+            f"{exclusion.audit_csv}"
+        )
+        if training_data.flagged_outside_train:
+            message += f"; {training_data.flagged_outside_train} flagged val/test images stay"
+        if training_data.flagged_unknown:
+            message += f"; {training_data.flagged_unknown} flagged images are not in this dataset"
+        console.print(message)
+    batch_text = "auto (AutoBatch)" if hardware.batch == -1 else str(hardware.batch)
+    console.print(
+        f"Training {config.weights} on {training_data.train_images} images ({training_data.val_images} val) "
+        f"for {config.epochs} epochs at {config.imgsz} px on {hardware.description}: batch {batch_text}, "
+        f"AMP {'on' if hardware.amp else 'off'}, {hardware.workers} loader workers -> {run_dir}"
+    )
+
+    threads = _add_progress_callbacks(model, console)
+    started = time.monotonic()
+    try:
+        with quiet_ultralytics():
+            metrics = model.train(
+                data=str(training_data.data_yaml),
+                epochs=config.epochs,
+                imgsz=config.imgsz,
+                batch=hardware.batch,
+                device=hardware.device,
+                amp=hardware.amp,
+                workers=hardware.workers,
+                freeze=config.freeze,
+                patience=config.patience,
+                seed=config.seed,
+                deterministic=True,
+                project=str(run_dir.parent),
+                name=run_dir.name,
+                exist_ok=True,
+                plots=True,
+                **config.augment.model_dump(),
+            )
+    except torch.cuda.OutOfMemoryError as error:
+        raise CvtriageError(
+            f"{training_data.data_yaml}: the GPU ran out of memory ({str(error).splitlines()[0][:120]}); "
+            "pass a smaller --batch or --imgsz"
+        ) from None
+    train_seconds = time.monotonic() - started
+    trainer = model.trainer
+    best = Path(trainer.best if Path(trainer.best).exists() else trainer.last)
+
+    summary = {
+        "data": str(dataset.yaml_path.resolve()),
+        "weights": config.weights,
+        "best_weights": str(best),
+        "device": hardware.description,
+        "batch": int(trainer.batch_size),
+        "imgsz": config.imgsz,
+        "epochs": config.epochs,
+        "epochs_run": int(trainer.epoch) + 1,
+        "seed": config.seed,
+        "train_images": training_data.train_images,
+        "val_images": training_data.val_images,
+        "excluded_images": [str(image) for image in training_data.excluded],
+        "train_seconds": round(train_seconds, 1),
+        "torch_threads": threads,
+        **summarize_metrics(metrics, dataset.names),
+    }
+    metrics_json = run_dir / "metrics.json"
+    _write_text(metrics_json, json.dumps(summary, indent=2))
+
+    exports = export_model(best, config.export, config.imgsz)
+    saved_to = None
+    if save_to is not None:
+        saved_to = Path(save_to)
+        saved_to.parent.mkdir(parents=True, exist_ok=True)
+        partial = saved_to.with_name(f".{saved_to.name}.partial")
+        shutil.copyfile(best, partial)
+        os.replace(partial, saved_to)
+    return TrainResult(run_dir, best, metrics_json, summary, exports, saved_to)
+
+
+def export_model(best: Path, formats: list[str], imgsz: int) -> dict[str, Path]:
+    """Exports next to best.pt (best.onnx, best_openvino_model/) for fast CPU scanning."""
+    exports: dict[str, Path] = {}
+    for export_format in formats:
+        with quiet_ultralytics(), warnings.catch_warnings():
+            # torch's tracer warns about its own deprecations: nothing a user can act on.
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            try:
+                exported = load_model(best).export(format=export_format, imgsz=imgsz, device="cpu")
+            except Exception as error:  # Ultralytics raises many types for a failed conversion
+                reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+                raise CvtriageError(f"{best}: trained, but the {export_format} export failed ({reason})") from None
+        exports[export_format] = Path(exported)
+    return exports
+
+
+def _add_progress_callbacks(model, console: Console) -> int:
+    """One line of validation metrics per epoch (Ultralytics' own lines are filtered out), and keep the
+    torch thread count resolve_device chose (Ultralytics resets it to cores-1 on the CPU). Returns it."""
+    import torch
+
+    threads = torch.get_num_threads()
+
+    def keep_threads(trainer) -> None:
+        if trainer.device.type == "cpu":
+            torch.set_num_threads(threads)
+
+    def print_epoch(trainer) -> None:
+        if not trainer.validator.training:  # the final evaluation of best.pt: reported in the table
+            return
+        shown = {"mAP50": "metrics/mAP50(B)", "mAP50-95": "metrics/mAP50-95(B)",
+                 "precision": "metrics/precision(B)", "recall": "metrics/recall(B)"}  # fmt: skip
+        values = "  ".join(f"{label} {trainer.metrics.get(key, 0):.3f}" for label, key in shown.items())
+        console.print(f"epoch {trainer.epoch + 1}/{trainer.epochs}: {values}")
+
+    model.add_callback("on_train_start", keep_threads)
+    model.add_callback("on_fit_epoch_end", print_epoch)
+    return threads
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write whole or not at all: a reader never sees a half-written file."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text)
+    os.replace(partial, path)

@@ -1,0 +1,243 @@
+"""The audit ranking on real FiftyOne samples: ground truth, predictions derived from the truth,
+and labels corrupted in known ways; plus one CLI run end to end with a random-init model."""
+
+from __future__ import annotations
+
+import csv
+import json
+import uuid
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cvtriage.audit import (
+    KINDS,
+    LIKELY_MISLABELED,
+    audit_tag,
+    compute_fiftyone_mistakenness,
+    evaluate,
+    kind_view_name,
+    rank_findings,
+    read_image_labels,
+    store_findings,
+)
+from cvtriage.cli import app
+from cvtriage.config import AuditConfig
+from cvtriage.dataset import GROUND_TRUTH
+from cvtriage.predictions import PREDICTIONS
+from yolo_factory import NAMES, write_yolo_dataset
+
+CLASSES = ["car", "person", "boat"]
+
+
+def _box(rng):
+    w, h = rng.uniform(0.06, 0.12, 2)
+    return [rng.uniform(0, 1 - w), rng.uniform(0, 1 - h), w, h]
+
+
+def _jitter(box, rng, amount=0.04):
+    """A prediction of the same object: a few percent off, IoU about 0.85."""
+    x, y, w, h = box
+    return [x + rng.uniform(-amount, amount) * w, y + rng.uniform(-amount, amount) * h,
+            w * (1 + rng.uniform(-amount, amount)), h * (1 + rng.uniform(-amount, amount))]
+
+
+def _iou(a, b):
+    ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    iw = max(0, min(ax2, bx2) - max(a[0], b[0]))
+    ih = max(0, min(ay2, by2) - max(a[1], b[1]))
+    inter = iw * ih
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+def _non_overlapping_boxes(rng, count):
+    boxes = []
+    while len(boxes) < count:
+        box = _box(rng)
+        if all(_iou(box, other) == 0 for other in boxes):
+            boxes.append(box)
+    return boxes
+
+
+@pytest.fixture(scope="module")
+def corrupted_dataset():
+    """24 images x 5 objects. Predictions: every true object (confidence 0.6-0.95), plus the model's
+    usual doubts (a low-confidence other-class box on some objects). Labels: the truth with one
+    error of each kind, in known images."""
+    import fiftyone as fo
+
+    rng = np.random.default_rng(7)
+    dataset = fo.Dataset(f"test-audit-{uuid.uuid4().hex[:8]}")
+    dataset.default_classes = CLASSES
+    samples, truth = [], {}
+    for index in range(24):
+        objects = [(CLASSES[rng.integers(3)], box) for box in _non_overlapping_boxes(rng, 5)]
+        predictions = []
+        for label, box in objects:
+            predictions.append(fo.Detection(label=label, bounding_box=_jitter(box, rng), confidence=rng.uniform(0.6, 0.95)))
+            if rng.random() < 0.3:
+                other = CLASSES[(CLASSES.index(label) + 1) % 3]
+                predictions.append(fo.Detection(label=other, bounding_box=_jitter(box, rng), confidence=rng.uniform(0.05, 0.2)))
+        labels = [fo.Detection(label=label, bounding_box=list(box), label_index=i) for i, (label, box) in enumerate(objects)]
+        truth[index] = objects
+        samples.append(
+            fo.Sample(
+                filepath=f"/nonexistent/image_{index:03d}.jpg", tags=["train"],
+                **{GROUND_TRUTH: fo.Detections(detections=labels), PREDICTIONS: fo.Detections(detections=predictions)},
+            )
+        )
+    # The model is sure of the objects whose labels get an error (it is of most objects).
+    for image, obj in ((3, 1), (5, 2), (11, 0)):
+        confident = next(p for p in samples[image][PREDICTIONS].detections if p.label == truth[image][obj][0]
+                         and _iou(p.bounding_box, truth[image][obj][1]) > 0.5)
+        confident.confidence = 0.9
+    # class: image 3, object 1 relabelled
+    wrong = samples[3][GROUND_TRUTH].detections[1]
+    wrong.label = CLASSES[(CLASSES.index(wrong.label) + 1) % 3]
+    # missing: image 5, object 2 deleted (its prediction stays)
+    deleted_box = samples[5][GROUND_TRUTH].detections.pop(2).bounding_box
+    # spurious: image 8, a label where nothing is, far from every object
+    free = next(b for b in (_box(rng) for _ in range(1000)) if all(_iou(b, o[1]) == 0 for o in truth[8]))
+    samples[8][GROUND_TRUTH].detections.append(fo.Detection(label="boat", bounding_box=free, label_index=5))
+    # location: image 11, object 0 shifted by half a box and shrunk: IoU with the truth about 0.3
+    moved = samples[11][GROUND_TRUTH].detections[0]
+    x, y, w, h = moved.bounding_box
+    moved.bounding_box = [x + 0.35 * w, y + 0.3 * h, w * 0.8, h * 0.8]
+    dataset.add_samples(samples)
+    expected = {
+        "class": (dataset.skip(3).first().id, wrong.label),
+        "missing": (dataset.skip(5).first().id, deleted_box),
+        "spurious": (dataset.skip(8).first().id, free),
+        "location": (dataset.skip(11).first().id, moved.bounding_box),
+        "location_iou": _iou(moved.bounding_box, truth[11][0][1]),
+    }
+    yield dataset, expected
+    dataset.delete()
+
+
+def test_each_injected_error_ranks_first_in_its_kind(corrupted_dataset):
+    dataset, expected = corrupted_dataset
+    assert 0.1 < expected["location_iou"] < 0.5
+    findings = rank_findings(read_image_labels(dataset), AuditConfig())
+    for kind in KINDS:
+        top = next(finding for finding in findings if finding.kind == kind)
+        sample_id, detail = expected[kind]
+        assert top.sample_id == sample_id, kind
+        if kind == "class":
+            assert top.label_class == detail and top.pred_class != detail
+        elif kind == "missing":
+            x1, y1, x2, y2 = top.pred_box
+            assert _iou([x1, y1, x2 - x1, y2 - y1], detail) > 0.7
+        else:
+            x1, y1, x2, y2 = top.label_box
+            assert np.allclose([x1, y1, x2 - x1, y2 - y1], detail)
+    # The four errors are the four highest scores overall: correct labels score far below.
+    assert {(f.kind, f.sample_id) for f in findings[:4]} == {(kind, expected[kind][0]) for kind in KINDS}
+    assert findings[3].score >= AuditConfig().min_score > findings[4].score
+
+
+def test_a_badly_placed_box_is_one_location_finding_not_missing_plus_spurious(corrupted_dataset):
+    dataset, expected = corrupted_dataset
+    sample_id = expected["location"][0]
+    findings = [f for f in rank_findings(read_image_labels(dataset), AuditConfig()) if f.sample_id == sample_id]
+    location = next(f for f in findings if f.kind == "location")
+    assert location.score > 0.5
+    assert not [f for f in findings if f.kind == "missing" and f.score > 0.2]
+    assert not [f for f in findings if f.kind == "spurious" and f.score > 0.5]
+
+    # FiftyOne Brain's mistakenness (the reference) reads the same box as a spurious label.
+    compute_fiftyone_mistakenness(dataset)
+    sample = dataset[sample_id]
+    moved = next(d for d in sample[GROUND_TRUTH].detections if d.id == location.label_id)
+    assert moved["possible_spurious"] is True
+
+
+def test_thresholds_change_what_counts_as_a_location_error(corrupted_dataset):
+    dataset, expected = corrupted_dataset
+    strict = AuditConfig(location_min_iou=0.45, match_iou=0.5)
+    findings = rank_findings(read_image_labels(dataset), strict)
+    moved = next(f for f in findings if f.sample_id == expected["location"][0] and f.label_box is not None
+                 and np.allclose(f.label_box[:2], expected["location"][1][:2]))
+    # IoU about 0.3 is below the stricter range: the box now reads as spurious.
+    assert moved.kind == "spurious"
+
+
+def test_results_are_stored_as_tags_fields_and_saved_views(corrupted_dataset):
+    dataset, expected = corrupted_dataset
+    config = AuditConfig(min_score=0.5)
+    evaluate(dataset, config.match_iou)
+    findings = rank_findings(read_image_labels(dataset), config)
+    flagged = [f for f in findings if f.score >= config.min_score]
+    store_findings(dataset, findings, flagged)
+    store_findings(dataset, findings, flagged)  # a second audit replaces the first
+    assert dataset.has_evaluation("audit_eval")
+    for kind in KINDS:
+        view = dataset.load_saved_view(kind_view_name(kind))
+        assert view.values("id") == [expected[kind][0]]
+        field = PREDICTIONS if kind == "missing" else GROUND_TRUTH
+        assert dataset.count_label_tags(field).get(audit_tag(kind)) == 1
+    assert dataset.count_sample_tags() == {"train": 24, **{audit_tag(kind): 1 for kind in KINDS}}
+    mislabeled = dataset.load_saved_view(LIKELY_MISLABELED)
+    scores = mislabeled.values("audit_score")
+    assert len(mislabeled) == 4 and scores == sorted(scores, reverse=True)
+    assert dataset.count(f"{GROUND_TRUTH}.detections.audit_score") == dataset.count(f"{GROUND_TRUTH}.detections")
+
+
+@pytest.fixture(scope="module")
+def random_init_weights(tmp_path_factory):
+    """A random-init yolo11n that names the test dataset's classes (plumbing only: it detects nothing)."""
+    from ultralytics import YOLO
+
+    model = YOLO("yolo11n.yaml")
+    model.model.names = dict(enumerate(NAMES))
+    path = tmp_path_factory.mktemp("weights") / "random-yolo11n.pt"
+    model.save(str(path))
+    return path
+
+
+def test_cli_audit_end_to_end(tmp_path, random_init_weights):
+    import fiftyone as fo
+
+    data = write_yolo_dataset(tmp_path / "data", {"train": 4, "val": 2})
+    name = f"test-cli-audit-{uuid.uuid4().hex[:8]}"
+    out = tmp_path / "report"
+    args = ["audit-labels", str(data), "--weights", str(random_init_weights), "--dataset", name,
+            "--imgsz", "64", "--out", str(out), "--min-score", "0.5"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((out / "audit.csv").open()))
+    # A model that sees nothing: every label is a likely spurious box.
+    assert len(rows) == 6 * 4 and {row["kind"] for row in rows} == {"spurious"}
+    assert {"rank", "image_path", "label_index", "kind", "score", "label_class", "label_cxcywh",
+            "pred_class", "pred_cxcywh", "pred_confidence"} <= set(rows[0])
+    report = json.loads((out / "audit.json").read_text())
+    assert report["counts"]["spurious"] == 24 and len(report["rows"]) == 24
+    dataset = fo.load_dataset(name)
+    ids = sorted(dataset.values("id"))
+    assert dataset.persistent and dataset.count(PREDICTIONS) == 6
+    assert set(dataset.list_saved_views()) >= {LIKELY_MISLABELED, *(kind_view_name(k) for k in KINDS)}
+
+    # Re-running updates the same samples; --top trims the report.
+    result = CliRunner().invoke(app, args + ["--top", "5", "--split", "val"])
+    assert result.exit_code == 0, result.output
+    assert sorted(dataset.values("id")) == ids
+    assert len(list(csv.DictReader((out / "audit.csv").open()))) == 5
+    dataset.delete()
+
+
+def test_cli_undecodable_image_is_named_and_left_out(tmp_path, random_init_weights):
+    import fiftyone as fo
+
+    data = write_yolo_dataset(tmp_path / "data", {"train": 2, "val": 1})
+    broken = tmp_path / "data" / "images" / "train" / "train_001.jpg"
+    broken.write_bytes(b"not an image")
+    name = f"test-cli-audit-{uuid.uuid4().hex[:8]}"
+    result = CliRunner().invoke(app, ["audit-labels", str(data), "--weights", str(random_init_weights), "--dataset", name,
+                                      "--imgsz", "64", "--out", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    assert f"warning: {broken}: image cannot be decoded (left out)" in result.output
+    rows = list(csv.DictReader((tmp_path / "report" / "audit.csv").open()))
+    assert rows and str(broken) not in {row["image_path"] for row in rows}
+    assert len(fo.load_dataset(name)) == 2
+    fo.load_dataset(name).delete()

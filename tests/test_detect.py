@@ -1,0 +1,80 @@
+"""Detections: tile grids, SAHI-style merging across tiles, and batched tiled inference."""
+
+import numpy as np
+import pytest
+
+from cvtriage.config import load_scan_config
+from cvtriage.detect import Detector, merge_across_tiles, tile_grid, tile_windows
+from square_video import Square, SquareDetector, render
+
+
+def test_auto_tiling_only_for_frames_much_larger_than_the_model_input():
+    assert tile_grid(640, 360, 640, "auto", 0.15) == (1, 1)
+    assert tile_grid(960, 540, 640, "auto", 0.15) == (1, 1)  # long side <= 1.5 x imgsz
+    assert tile_grid(1260, 708, 640, "auto", 0.15) == (1, 2)
+    assert tile_grid(3840, 2160, 640, "auto", 0.15) == (3, 5)
+    assert tile_grid(3840, 2160, 640, "off", 0.15) == (1, 1)
+    assert tile_grid(3840, 2160, 640, "2x3", 0.15) == (2, 3)
+
+
+def test_tile_windows_are_equal_overlapping_and_cover_the_frame():
+    windows = tile_windows(1000, 500, 2, 3, 0.2)
+    assert len(windows) == 6
+    assert {(x1 - x0, y1 - y0) for x0, y0, x1, y1 in windows} == {(385, 278)}
+    covered = np.zeros((500, 1000), bool)
+    for x0, y0, x1, y1 in windows:
+        covered[y0:y1, x0:x1] = True
+        assert 0 <= x0 < x1 <= 1000 and 0 <= y0 < y1 <= 500
+    assert covered.all()
+    # neighbours share at least the requested overlap
+    assert windows[0][2] - windows[1][0] >= 0.2 * 385 - 1
+
+
+def test_merge_joins_an_object_cut_at_a_seam_but_not_different_objects():
+    boxes = np.array(
+        [
+            [90, 10, 130, 30],  # left tile: the object's left part (cut at the seam x=130)
+            [100, 12, 150, 30],  # right tile: the same object's right part
+            [100, 12, 150, 30],  # right tile, other class
+            [10, 60, 30, 80],  # left tile: a separate object
+            [12, 62, 32, 82],  # the same tile again (the model's own NMS kept both): not merged
+        ],
+        np.float32,
+    )
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5], np.float32)
+    classes = np.array([0, 0, 1, 0, 0])
+    sources = np.array([0, 1, 1, 0, 0])
+    merged_boxes, merged_scores, merged_classes = merge_across_tiles(boxes, scores, classes, sources)
+    assert merged_boxes.tolist() == [[90, 10, 150, 30], [100, 12, 150, 30], [10, 60, 30, 80], [12, 62, 32, 82]]
+    assert merged_scores.tolist() == pytest.approx([0.9, 0.7, 0.6, 0.5])
+    assert merged_classes.tolist() == [0, 1, 0, 0]
+
+
+def test_tiled_batch_finds_small_objects_once_each_in_one_model_call():
+    settings = load_scan_config(imgsz=64, tile="auto", tile_overlap=0.2, conf=0.3, tile_full_frame=True)
+    squares = [
+        Square(0, 0, 9, 165, 40, side=12),  # cut by the right edge of the second tile column (x=170)
+        Square(1, 0, 9, 20, 20, side=10),
+        Square(0, 0, 9, 250, 150, side=10),
+    ]
+    frames = [(index, index / 30, render(squares, index, 320, 192)) for index in range(3)]
+    model = SquareDetector()
+    detector = Detector(model, settings, None, "cpu", 320, 192)
+    assert detector.grid == (3, 4)
+    assert detector.windows[0] == (0, 0, 320, 192) and detector.images_per_frame == 13  # whole frame + tiles
+    assert [w[:3:2] for w in detector.windows[1:5]] == [(0, 95), (75, 170), (150, 245), (225, 320)]
+    found = detector.detect(frames)
+    assert model.calls == [3 * detector.images_per_frame]  # all tiles of all frames, one call
+    for frame in found:
+        boxes = sorted(map(tuple, frame.boxes_xyxy.astype(int).tolist()))
+        assert boxes == [(20, 20, 30, 30), (165, 40, 177, 52), (250, 150, 260, 160)]
+        assert frame.boxes_xyxy.dtype == np.float32 and frame.class_ids.dtype == np.int64
+    settings.tile_full_frame = False
+    assert Detector(model, settings, None, "cpu", 320, 192).images_per_frame == 12
+
+
+def test_classes_filter_reaches_the_model():
+    settings = load_scan_config(imgsz=320, tile="off")
+    image = render([Square(0, 0, 0, 10, 10), Square(1, 0, 0, 100, 100)], 0, 320, 192)
+    [frame] = Detector(SquareDetector(), settings, [1], "cpu", 320, 192).detect([(0, 0.0, image)])
+    assert frame.class_ids.tolist() == [1]

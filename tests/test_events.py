@@ -1,0 +1,101 @@
+"""Events: coarse-to-fine refinement between samples, and sparse-frame tracking into events."""
+
+import numpy as np
+import pytest
+
+from cvtriage.config import load_scan_config
+from cvtriage.detect import FrameDetections
+from cvtriage.events import refine_gap, track_events
+from square_video import Square
+
+FPS = 30.0
+SETTINGS = load_scan_config(conf=0.3, track_gap_seconds=1.0, min_event_frames=2)
+
+
+def frame_of(squares: list[Square], index: int, score: float = 0.8) -> FrameDetections:
+    present = [s for s in squares if s.first_frame <= index <= s.last_frame]
+    return FrameDetections(
+        index,
+        index / FPS,
+        np.array([s.box_at(index) for s in present], np.float32).reshape(-1, 4),
+        np.full(len(present), score, np.float32),
+        np.array([s.class_id for s in present], np.int64),
+    )
+
+
+class Oracle:
+    """detect_frame for refine_gap, answering from ground truth and recording what was asked."""
+
+    def __init__(self, squares):
+        self.squares = squares
+        self.asked: list[int] = []
+
+    def __call__(self, index):
+        self.asked.append(index)
+        return frame_of(self.squares, index)
+
+
+@pytest.mark.parametrize("appears", [31, 44, 59])
+def test_refinement_finds_the_exact_frame_an_object_appears(appears):
+    squares = [Square(0, appears, 200, 10, 10)]
+    oracle = Oracle(squares)
+    refine_gap(frame_of(squares, 30), frame_of(squares, 60), oracle)
+    assert appears in oracle.asked and (appears - 1 in oracle.asked or appears - 1 == 30)
+    assert len(oracle.asked) <= 10  # probes every ~6 frames, then a bisection: not all 29
+    assert oracle.asked == sorted(oracle.asked) or max(oracle.asked[:-3]) - min(oracle.asked[-3:]) < 8
+
+
+def test_refinement_finds_both_ends_of_a_short_visit_and_skips_unchanged_gaps():
+    squares = [Square(1, 100, 130, 10, 10), Square(0, 0, 500, 50, 50)]
+    oracle = Oracle(squares)
+    refine_gap(frame_of(squares, 90), frame_of(squares, 120), oracle)
+    refine_gap(frame_of(squares, 120), frame_of(squares, 150), oracle)
+    assert {99, 100, 130, 131} <= set(oracle.asked)
+    before = len(oracle.asked)
+    refine_gap(frame_of(squares, 150), frame_of(squares, 180), oracle)  # nothing changes: no work
+    assert len(oracle.asked) == before
+
+
+def sampled(squares, total, step, extra=()):
+    return [frame_of(squares, index) for index in sorted(set(range(0, total, step)) | set(extra))]
+
+
+def test_one_fast_object_seen_every_15th_frame_is_one_event():
+    # 4 px/frame: 60 px between samples, three times its own size: boxes never overlap.
+    squares = [Square(0, 10, 140, 0, 40, vx=4.0, vy=0.5, side=20)]
+    events = track_events(sampled(squares, 150, 15, extra=[10, 140]), FPS, {0: "car"}, SETTINGS)
+    assert len(events) == 1
+    [event] = events
+    assert (event.class_name, event.first_frame, event.last_frame, event.frames_seen) == ("car", 10, 140, 11)
+    assert event.first_time_s == pytest.approx(10 / FPS)
+
+
+def test_objects_of_two_classes_side_by_side_are_two_events():
+    squares = [Square(0, 0, 89, 10, 10, vx=2), Square(1, 0, 89, 12, 14, vx=2)]
+    events = track_events(sampled(squares, 90, 10), FPS, {0: "car", 1: "person"}, SETTINGS)
+    assert sorted(e.class_name for e in events) == ["car", "person"]
+
+
+def test_a_gap_longer_than_the_track_buffer_splits_an_object_into_two_events():
+    squares = [Square(0, 0, 40, 10, 10), Square(0, 120, 200, 10, 10)]
+    short = track_events(sampled(squares, 200, 10), FPS, {0: "car"}, SETTINGS)
+    assert [(e.first_frame, e.last_frame) for e in short] == [(0, 40), (120, 190)]
+    long = track_events(sampled(squares, 200, 10), FPS, {0: "car"}, load_scan_config(conf=0.3, track_gap_seconds=5.0))
+    assert len(long) == 1
+
+
+def test_keyframe_is_the_peak_confidence_frame_and_flickers_are_dropped():
+    squares = [Square(0, 0, 100, 10, 10)]
+    frames = sampled(squares, 101, 10)
+    frames[4].scores[:] = 0.95  # frame 40
+    frames.append(FrameDetections(55, 55 / FPS, np.array([[200, 100, 220, 120]], np.float32),
+                                  np.array([0.9], np.float32), np.array([0])))  # a one-frame false hit
+    [event] = track_events(frames, FPS, {0: "car"}, SETTINGS)
+    assert (event.best_frame, event.peak_confidence) == (40, pytest.approx(0.95))
+    assert event.best_box_xyxy == (10.0, 10.0, 26.0, 26.0)
+
+
+def test_events_are_numbered_by_first_appearance():
+    squares = [Square(1, 50, 100, 200, 10), Square(0, 0, 100, 10, 10)]
+    events = track_events(sampled(squares, 101, 5), FPS, {0: "car", 1: "person"}, SETTINGS)
+    assert [(e.event_id, e.class_name, e.first_frame) for e in events] == [(1, "car", 0), (2, "person", 50)]

@@ -1,0 +1,293 @@
+"""Scan outputs: events.json/CSV, keyframes, timeline, FiftyOne samples, and replace-only-when-complete."""
+
+from __future__ import annotations
+
+import csv
+import json
+import uuid
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from cvtriage import outputs
+from cvtriage.config import ScanConfig
+from cvtriage.detect import FrameDetections
+from cvtriage.errors import CvtriageError
+from cvtriage.events import Event
+from cvtriage.frames import VideoInfo
+from cvtriage.outputs import format_timecode, store_scan_in_fiftyone, write_scan_outputs, write_timeline
+
+CLASS_NAMES = {0: "person", 1: "ladder", 2: "fire extinguisher"}
+FPS = 30.0
+LADDER_BOX = (40.0, 50.0, 120.0, 200.0)
+PERSON_BOX = (180.0, 80.0, 240.0, 170.0)
+
+
+def _video(path: Path) -> VideoInfo:
+    return VideoInfo(path=path, kind="video", width=320, height=240, fps=FPS, frame_count=300, duration_s=10.0)
+
+
+def _frame_image(seed: int) -> np.ndarray:
+    """A textured 320x240 BGR frame (a flat one would hide drawing bugs behind JPEG smoothing)."""
+    rng = np.random.default_rng(seed)
+    gradient = np.linspace(40, 200, 320, dtype=np.float32)[None, :, None]
+    noise = rng.normal(0, 8, (240, 320, 3))
+    return np.clip(gradient + noise, 0, 255).astype(np.uint8)
+
+
+def _detections() -> list[FrameDetections]:
+    """2 fps sampling of a 10 s, 30 fps video: a ladder around 1 s, a person around 6.5 s."""
+    frames = []
+    for frame_index in range(0, 300, 15):
+        boxes, scores, class_ids = [], [], []
+        if 15 <= frame_index <= 60:
+            boxes.append(LADDER_BOX)
+            scores.append(0.9 if frame_index == 30 else 0.7)
+            class_ids.append(1)
+        if frame_index == 30:  # a second, unrelated object on the ladder's keyframe
+            boxes.append((200.0, 60.0, 260.0, 150.0))
+            scores.append(0.45)
+            class_ids.append(0)
+        if 150 <= frame_index <= 225:
+            boxes.append(PERSON_BOX)
+            scores.append(0.8 if frame_index == 195 else 0.6)
+            class_ids.append(0)
+        frames.append(
+            FrameDetections(
+                frame_index=frame_index,
+                time_s=frame_index / FPS,
+                boxes_xyxy=np.array(boxes, dtype=np.float32).reshape(-1, 4),
+                scores=np.array(scores, dtype=np.float32),
+                class_ids=np.array(class_ids, dtype=np.int64),
+            )
+        )
+    return frames
+
+
+def _events() -> list[Event]:
+    return [
+        # The tracker's box is slightly off the detection's: the outputs must still pair them.
+        Event(1, 7, 1, "ladder", 15, 60, 0.5, 2.0, 0.9, 30, (41.0, 51.0, 119.0, 198.0), 4),
+        Event(2, 9, 0, "person", 150, 225, 5.0, 7.5, 0.8, 195, PERSON_BOX, 6),
+    ]
+
+
+STATS = {"frames_total": 300, "frames_inferred": 20, "wall_time_s": 1.25, "bad_ranges": [(100, 104)]}
+
+
+def _write(out_dir: Path, video: VideoInfo, dataset: str | None = None, events: list[Event] | None = None):
+    events = _events() if events is None else events
+    keyframes = {event.event_id: _frame_image(event.event_id) for event in events}
+    return write_scan_outputs(
+        out_dir, video, ScanConfig(dataset=dataset), events, _detections(), CLASS_NAMES, keyframes, dict(STATS)
+    )
+
+
+@pytest.fixture
+def scan(tmp_path):
+    video = _video(tmp_path / "survey.mp4")
+    paths = _write(tmp_path / "runs" / "scan" / "survey", video)
+    return video, paths
+
+
+@pytest.fixture
+def dataset_name():
+    import fiftyone as fo
+
+    name = f"test-scan-{uuid.uuid4().hex[:8]}"
+    yield name
+    if fo.dataset_exists(name):
+        fo.delete_dataset(name)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "timecode"),
+    [(0, "00:00:00.000"), (62.345, "00:01:02.345"), (59.9996, "00:01:00.000"), (3725.5, "01:02:05.500")],
+)
+def test_format_timecode(seconds, timecode):
+    assert format_timecode(seconds) == timecode
+
+
+def test_events_json_describes_each_event_and_the_run(scan):
+    video, paths = scan
+    document = json.loads(paths["events_json"].read_text())
+
+    assert document["cvtriage_version"]
+    assert document["created"].endswith("+00:00")
+    assert document["video"]["path"] == str(video.path.resolve())
+    assert document["video"]["width"] == 320 and document["video"]["fps"] == FPS
+    assert document["settings"] == ScanConfig(dataset=None).model_dump(mode="json")
+    assert document["stats"]["bad_ranges"] == [[100, 104]]
+    assert document["stats"]["frames_inferred"] == 20
+    assert document["stats"]["events"] == 2
+
+    ladder, person = document["events"]
+    assert ladder["id"] == 1 and ladder["class"] == "ladder" and ladder["track_id"] == 7
+    assert (ladder["first_frame"], ladder["last_frame"], ladder["best_frame"]) == (15, 60, 30)
+    assert ladder["first_timecode"] == "00:00:00.500" and ladder["last_timecode"] == "00:00:02.000"
+    assert ladder["duration_s"] == 1.5
+    assert ladder["best_time_s"] == 1.0 and ladder["best_timecode"] == "00:00:01.000"
+    assert ladder["peak_confidence"] == pytest.approx(0.9)
+    assert ladder["best_box_xyxy"] == [41.0, 51.0, 119.0, 198.0]
+    assert ladder["frames_seen"] == 4
+    assert ladder["keyframe"] == "keyframes/event_0001_ladder_00-00-01.000.jpg"
+    assert person["keyframe"] == "keyframes/event_0002_person_00-00-06.500.jpg"
+    for event in document["events"]:
+        assert (paths["out_dir"] / event["keyframe"]).is_file()
+        assert (paths["out_dir"] / event["keyframe_clean"]).is_file()
+
+
+def test_csv_files_hold_events_and_every_detection(scan):
+    _, paths = scan
+    with paths["events_csv"].open() as file:
+        events = list(csv.DictReader(file))
+    assert [row["event_id"] for row in events] == ["1", "2"]
+    assert events[1]["class_name"] == "person"
+    assert events[1]["first_time_s"] == "5.0" and events[1]["first_timecode"] == "00:00:05.000"
+    assert events[1]["last_timecode"] == "00:00:07.500" and events[1]["best_timecode"] == "00:00:06.500"
+    assert [events[1][key] for key in ("x1", "y1", "x2", "y2")] == ["180.0", "80.0", "240.0", "170.0"]
+
+    with paths["detections_csv"].open() as file:
+        detections = list(csv.DictReader(file))
+    expected = sum(len(frame.scores) for frame in _detections())
+    assert len(detections) == expected == 4 + 1 + 6
+    assert list(detections[0]) == outputs.DETECTION_COLUMNS
+    second_object = [row for row in detections if row["frame"] == "30" and row["class_name"] == "person"]
+    assert len(second_object) == 1
+    assert second_object[0]["timecode"] == "00:00:01.000"
+    assert float(second_object[0]["confidence"]) == pytest.approx(0.45)
+    assert [float(second_object[0][key]) for key in ("x1", "y1", "x2", "y2")] == [200, 60, 260, 150]
+
+
+def test_keyframes_show_boxes_and_clean_copies_do_not(scan):
+    _, paths = scan
+    name = "event_0001_ladder_00-00-01.000.jpg"
+    drawn = cv2.imread(str(paths["keyframes"] / name)).astype(np.int16)
+    clean = cv2.imread(str(paths["keyframes"] / "clean" / name)).astype(np.int16)
+    original = _frame_image(1).astype(np.int16)
+    assert drawn.shape == clean.shape == original.shape
+
+    def difference(image, rows, cols):
+        return np.abs(image[rows, cols] - original[rows, cols]).mean()
+
+    # The event's box edge (left side of the ladder box) and the other detection's thinner edge.
+    assert difference(drawn, slice(80, 180), slice(40, 43)) > 40
+    assert difference(drawn, slice(80, 140), slice(200, 201)) > 30
+    # Away from every box, and everywhere on the clean copy, only JPEG noise.
+    assert difference(drawn, slice(210, 240), slice(0, 320)) < 6
+    assert difference(clean, slice(0, 240), slice(0, 320)) < 6
+
+
+def test_timeline_is_an_image_of_sensible_size(scan, tmp_path):
+    _, paths = scan
+    image = cv2.imread(str(paths["timeline"]))
+    assert image is not None
+    height, width = image.shape[:2]
+    assert 1000 <= width <= 1600 and 150 <= height <= 600
+
+
+@pytest.mark.parametrize("count", [0, 1, 200])
+def test_timeline_scales_from_no_events_to_many(tmp_path, count):
+    video = VideoInfo(tmp_path / "long flight.mp4", "video", 1920, 1080, 30.0, 30 * 1800, 1800.0)
+    events = [
+        Event(i + 1, i, i % 3, CLASS_NAMES[i % 3], 270 * i, 270 * i + 90, 9.0 * i, 9.0 * i + 3, 0.5, 270 * i + 30,
+              (0, 0, 10, 10), 3)
+        for i in range(count)
+    ]  # fmt: skip
+    path = tmp_path / f"timeline-{count}.png"
+    write_timeline(path, video, events, {}, bad_ranges=[(9000, 9900)])
+    image = cv2.imread(str(path))
+    assert image is not None
+    rows = len({event.class_id for event in events})
+    assert image.shape[1] == 1200 and 150 <= image.shape[0] <= 250 + 50 * rows
+
+
+def test_zero_events_still_make_complete_results(tmp_path):
+    paths = _write(tmp_path / "empty", _video(tmp_path / "empty.mp4"), events=[])
+    assert json.loads(paths["events_json"].read_text())["events"] == []
+    assert paths["events_csv"].read_text().strip() == ",".join(outputs.EVENT_COLUMNS)
+    assert paths["timeline"].is_file()
+    assert list(paths["keyframes"].glob("*.jpg")) == []
+
+
+def test_scan_samples_in_fiftyone(tmp_path, dataset_name):
+    import fiftyone as fo
+
+    video = _video(tmp_path / "survey.mp4")
+    paths = _write(tmp_path / "out" / "survey", video, dataset=dataset_name)
+
+    dataset = fo.load_dataset(dataset_name)
+    assert dataset.persistent
+    assert len(dataset) == 2
+    assert dataset.count_sample_tags() == {"flagged": 2}
+    ladder = dataset.match(fo.ViewField("event_id") == 1).first()
+    assert ladder.class_name == "ladder"
+    assert ladder.timestamp == pytest.approx(1.0) and ladder.timecode == "00:00:01.000"
+    assert ladder.frame_number == 30
+    assert (ladder.first_time_s, ladder.last_time_s) == (0.5, 2.0)
+    assert ladder.peak_confidence == pytest.approx(0.9)
+    assert ladder.source_video == str(video.path.resolve())
+    assert ladder.filepath == str(paths["keyframes"] / "clean" / "event_0001_ladder_00-00-01.000.jpg")
+    assert ladder.metadata.width == 320
+
+    labels = ladder.detections.detections
+    assert sorted(label.label for label in labels) == ["ladder", "person"]
+    own = [label for label in labels if "event" in label.tags]
+    assert len(own) == 1 and own[0].label == "ladder" and own[0]["event_id"] == 1
+    assert own[0].bounding_box == pytest.approx([40 / 320, 50 / 240, 80 / 320, 150 / 240])
+    assert own[0].confidence == pytest.approx(0.9)
+
+    view = dataset.load_saved_view("flagged-events")
+    assert view.values("peak_confidence") == pytest.approx([0.9, 0.8])
+
+
+def test_rescanning_replaces_that_videos_samples_only(tmp_path, dataset_name):
+    import fiftyone as fo
+
+    survey, other = _video(tmp_path / "survey.mp4"), _video(tmp_path / "other.mp4")
+    _write(tmp_path / "out" / "survey", survey, dataset=dataset_name)
+    _write(tmp_path / "out" / "other", other, dataset=dataset_name)
+    _write(tmp_path / "out" / "survey", survey, dataset=dataset_name, events=_events()[:1])
+
+    dataset = fo.load_dataset(dataset_name)
+    assert dataset.count_values("source_video") == {str(survey.path.resolve()): 1, str(other.path.resolve()): 2}
+    assert all(Path(path).is_file() for path in dataset.values("filepath"))
+
+    # The function SCAN-CORE may also call directly is just as idempotent.
+    clean = tmp_path / "out" / "other" / "keyframes" / "clean"
+    keyframe_paths = {1: clean / "event_0001_ladder_00-00-01.000.jpg", 2: clean / "event_0002_person_00-00-06.500.jpg"}
+    detections = {frame.frame_index: frame for frame in _detections()}
+    store_scan_in_fiftyone(dataset_name, other, _events(), keyframe_paths, detections, CLASS_NAMES)
+    assert len(fo.load_dataset(dataset_name)) == 3
+
+
+def test_failed_rewrite_leaves_previous_results_in_place(scan, monkeypatch):
+    video, paths = scan
+    before = {path.relative_to(paths["out_dir"]): path.read_bytes() for path in paths["out_dir"].rglob("*.*")}
+    real_write_jpeg = outputs._write_jpeg
+    calls = []
+
+    def write_then_fail(path, image, quality):
+        calls.append(path)
+        if len(calls) == 3:
+            raise OSError("disk full")
+        real_write_jpeg(path, image, quality)
+
+    monkeypatch.setattr(outputs, "_write_jpeg", write_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        _write(paths["out_dir"], video)
+
+    after = {path.relative_to(paths["out_dir"]): path.read_bytes() for path in paths["out_dir"].rglob("*.*")}
+    assert after == before
+    assert [path.name for path in paths["out_dir"].parent.iterdir()] == ["survey"]  # no partial folder left
+
+
+def test_refuses_to_replace_a_folder_that_is_not_scan_results(tmp_path):
+    out_dir = tmp_path / "survey"
+    out_dir.mkdir()
+    (out_dir / "notes.txt").write_text("mine")
+    with pytest.raises(CvtriageError, match="not a cvtriage scan folder"):
+        _write(out_dir, _video(tmp_path / "survey.mp4"))
+    assert (out_dir / "notes.txt").read_text() == "mine"

@@ -1,0 +1,240 @@
+"""Scan: end to end on videos whose right answer is known, resume, and the CLI's bad-input lines."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+from typer.testing import CliRunner
+
+from cvtriage.cli import app
+from cvtriage.config import load_scan_config
+from cvtriage.errors import CvtriageError
+from cvtriage.scan import log_path, run_scan, scan_source
+from square_video import Square, SquareDetector, render, write_square_video, write_truncated_avi
+
+TESTS = Path(__file__).resolve().parent
+SQUARES = [
+    Square(0, 17, 80, 20, 40, vx=3.0),  # fast: 45 px between samples, three times its size
+    Square(1, 40, 119, 250, 100, vx=-1.5, vy=0.3),
+    Square(0, 95, 130, 100, 150),
+]
+TRUTH = sorted((s.class_id, s.first_frame, s.last_frame) for s in SQUARES)
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    return write_square_video(tmp_path_factory.mktemp("scan") / "squares.mp4", SQUARES, frames=150)
+
+
+def settings_for(tmp_path: Path, **overrides):
+    return load_scan_config(**{"out": str(tmp_path / "runs"), "device": "cpu", "dataset": None, "fps": 2.0, **overrides})
+
+
+def outcome(result):
+    return [(e.event_id, e.class_id, e.first_frame, e.last_frame, e.best_frame, e.frames_seen) for e in result.events]
+
+
+def test_events_start_and_end_at_the_right_frame_while_inferring_a_fraction(video, tmp_path):
+    result = scan_source(video, settings_for(tmp_path), show_progress=False, model=SquareDetector())
+    assert sorted((e.class_id, e.first_frame, e.last_frame) for e in result.events) == TRUTH
+    assert result.stats["frames_total"] == 150 and result.stats["sample_step"] == 15
+    assert result.stats["frames_inferred"] < 75  # refined only around the six changes
+    assert set(result.keyframes) == {e.event_id for e in result.events}
+    for event in result.events:
+        assert result.keyframes[event.event_id].shape == (192, 320, 3)
+
+
+def test_without_refinement_only_sampled_frames_are_inferred(video, tmp_path):
+    result = scan_source(video, settings_for(tmp_path, refine=False), show_progress=False, model=SquareDetector())
+    assert [d.frame_index for d in result.detections] == [*range(0, 150, 15), 149]
+    first_frames = sorted(e.first_frame for e in result.events)
+    assert first_frames == [30, 45, 105]  # the sample after each appearance
+
+
+def test_image_folder_is_scanned_like_a_video_at_one_frame_per_second(tmp_path):
+    folder = tmp_path / "stills"
+    folder.mkdir()
+    squares = [Square(0, 2, 5, 10, 10, vx=4)]
+    for index in range(8):
+        cv2.imwrite(str(folder / f"shot_{index:03d}.png"), render(squares, index, 160, 96))
+    result = scan_source(folder, settings_for(tmp_path), show_progress=False, model=SquareDetector())
+    assert result.video.kind == "images" and result.stats["frames_inferred"] == 8
+    [event] = result.events
+    assert (event.first_frame, event.last_frame, event.first_time_s, event.last_time_s) == (2, 5, 2.0, 5.0)
+
+
+class InterruptingDetector(SquareDetector):
+    def __init__(self, calls_before_interrupt: int):
+        super().__init__()
+        self.left = calls_before_interrupt
+
+    def predict(self, images, **kwargs):
+        if self.left == 0:
+            raise KeyboardInterrupt
+        self.left -= 1
+        return super().predict(images, **kwargs)
+
+
+@pytest.mark.parametrize("calls", [2, 7])  # the first call is the warm-up
+def test_interrupted_scan_resumes_to_the_same_result(video, tmp_path, calls):
+    settings = settings_for(tmp_path, batch=4)
+    reference = scan_source(video, settings_for(tmp_path / "reference", batch=4), show_progress=False, model=SquareDetector())
+    with pytest.raises(CvtriageError, match="interrupted; run the same command again to resume"):
+        scan_source(video, settings, show_progress=False, model=InterruptingDetector(calls))
+    logged = log_path(settings, video).read_text().splitlines()
+    assert len(logged) > 1
+    resumed_model = SquareDetector()
+    resumed = scan_source(video, settings, show_progress=False, model=resumed_model)
+    assert resumed.stats["frames_resumed"] == len(logged) - 1
+    assert sum(resumed_model.calls[1:]) == reference.stats["frames_inferred"] - resumed.stats["frames_resumed"]
+    assert outcome(resumed) == outcome(reference)
+    assert [d.frame_index for d in resumed.detections] == [d.frame_index for d in reference.detections]
+
+
+def test_other_settings_start_over(video, tmp_path):
+    scan_source(video, settings_for(tmp_path), show_progress=False, model=SquareDetector())
+    other = scan_source(video, settings_for(tmp_path, conf=0.4), show_progress=False, model=SquareDetector())
+    assert other.stats["frames_resumed"] == 0
+
+
+SLOW_SCAN = """
+import sys, time
+sys.path.insert(0, {tests!r})
+from square_video import SquareDetector
+from cvtriage.config import load_scan_config
+from cvtriage.scan import scan_source
+
+class Slow(SquareDetector):
+    def predict(self, images, **kwargs):
+        time.sleep({delay})
+        return super().predict(images, **kwargs)
+
+settings = load_scan_config(out={out!r}, device="cpu", dataset=None, fps=2.0, batch=2)
+result = scan_source({video!r}, settings, show_progress=False, model=Slow())
+print([(e.class_id, e.first_frame, e.last_frame, e.best_frame, e.frames_seen) for e in result.events])
+"""
+
+
+@pytest.mark.slow
+def test_scan_killed_with_sigkill_resumes_to_the_same_result(video, tmp_path):
+    out = str(tmp_path / "runs")
+    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    log = log_path(settings_for(tmp_path), video)
+    slow = subprocess.Popen(
+        [sys.executable, "-c", SLOW_SCAN.format(tests=str(TESTS), delay=0.3, out=out, video=str(video))], env=env
+    )
+    deadline = time.time() + 300  # generous: a loaded CI machine imports Ultralytics slowly
+    while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 6):
+        time.sleep(0.05)
+    os.kill(slow.pid, signal.SIGKILL)
+    slow.wait()
+    done_before = len(log.read_text().splitlines()) - 1
+    assert done_before >= 5
+    resumed = subprocess.run(
+        [sys.executable, "-c", SLOW_SCAN.format(tests=str(TESTS), delay=0, out=out, video=str(video))],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    reference = scan_source(video, settings_for(tmp_path / "reference", batch=2), show_progress=False, model=SquareDetector())
+    expected = [(e.class_id, e.first_frame, e.last_frame, e.best_frame, e.frames_seen) for e in reference.events]
+    assert resumed.stdout.strip().splitlines()[-1] == str(expected)
+
+
+def test_finished_scan_reruns_and_replaces_its_results(video, tmp_path):
+    settings = settings_for(tmp_path)
+    first = run_scan(video, settings, show_progress=False, model=SquareDetector())
+    assert json.loads(log_path(settings, video).read_text().splitlines()[-1]) == {"complete": True}
+    again = run_scan(video, settings, show_progress=False, model=SquareDetector())
+    assert again.stats["frames_resumed"] == 0
+    assert outcome(again) == outcome(first)
+    assert json.loads((first.out_dir / "events.json").read_text())  # written, replaced, never duplicated
+    assert sorted(p.name for p in first.out_dir.parent.iterdir()) == [".squares.scan-log.jsonl", "squares"]
+
+
+# --- the command line ---------------------------------------------------------------------------
+
+
+def scan_cli(*args: str):
+    return runner.invoke(app, ["scan", *map(str, args), "--no-dataset", "--device", "cpu"])
+
+
+def one_error_line(result, *fragments: str) -> None:
+    assert result.exit_code != 0
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cvtriage: error: "), result.output
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_cli_scans_end_to_end_with_a_random_init_model(video, tmp_path):
+    result = scan_cli(video, "--weights", "yolo11n.yaml", "--imgsz", "96", "--out", tmp_path / "runs", "--every", "30")
+    assert result.exit_code == 0, result.output
+    assert "frames inferred" in result.output and "Events in squares.mp4" in result.output
+    saved = json.loads((tmp_path / "runs" / "squares" / "events.json").read_text())
+    assert saved  # the outputs stage wrote a complete folder
+
+
+def test_cli_bad_inputs_are_one_line_each(tmp_path):
+    one_error_line(scan_cli(tmp_path / "missing.mp4"), "missing.mp4", "file not found")
+    not_video = tmp_path / "notes.mp4"
+    not_video.write_text("hello")
+    one_error_line(scan_cli(not_video), "notes.mp4", "not a video")
+    empty = tmp_path / "empty.mp4"
+    cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"mp4v"), 30, (64, 64)).release()
+    one_error_line(scan_cli(empty, "--weights", "yolo11n.yaml"), "empty.mp4")
+    broken_weights = tmp_path / "broken.pt"
+    broken_weights.write_bytes(b"not a checkpoint")
+    clip = write_square_video(tmp_path / "clip.mp4", [], frames=3, width=64, height=64)
+    one_error_line(scan_cli(clip, "--weights", broken_weights), "broken.pt", "cannot load")
+    one_error_line(scan_cli(clip, "--weights", tmp_path / "absent.pt"), "absent.pt", "not found")
+    one_error_line(
+        scan_cli(clip, "--weights", "yolo11n.yaml", "--classes", "ladder,0"), "'ladder'", "it has: 0, 1, 2"
+    )
+    one_error_line(scan_cli(clip, "--tile", "big"), "tile")
+
+
+def test_cli_truncated_video_warns_about_the_bad_range_and_scans_the_rest(tmp_path):
+    path = write_truncated_avi(tmp_path / "cut.avi", frames=30)
+    result = scan_cli(path, "--weights", "yolo11n.yaml", "--imgsz", "64", "--out", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    warning = [line for line in result.output.splitlines() if "warning" in line]
+    assert len(warning) == 1 and "cut.avi" in warning[0] and "-29: could not be decoded" in warning[0]
+
+
+# --- real footage (../shared/data), skipped when absent -----------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.shared
+def test_real_drone_clip_with_the_openvino_model(shared_data, tmp_path):
+    weights = shared_data / "weights" / "yolov8n-coco-int8_openvino_model"
+    settings = settings_for(tmp_path, weights=str(weights), every=240, fps=None)
+    result = scan_source(shared_data / "video" / "drone_soccer_field.mp4", settings, show_progress=False)
+    assert (result.video.width, result.video.height, result.stats["frames_total"]) == (1260, 708, 1262)
+    assert result.stats["tiles"] == "1x2"
+    sampled = [*range(0, 1262, 240), 1261]
+    assert {d.frame_index for d in result.detections} >= set(sampled)
+    # COCO sees almost nothing in nadir footage: refinement stays near the sampled frames
+    assert result.stats["frames_inferred"] < 60
+
+
+@pytest.mark.shared
+def test_tiles_find_more_small_vehicles_in_the_real_aerial_still(shared_data):
+    from cvtriage.detect import Detector
+    from cvtriage.model import load_model
+
+    image = cv2.imread(str(shared_data / "images" / "aerial_small_vehicles.jpeg"))
+    model = load_model(shared_data / "weights" / "yolov8n-coco-int8_openvino_model")
+    counts = {}
+    for tile in ("off", "auto"):
+        settings = load_scan_config(imgsz=320, tile=tile, conf=0.3)
+        [found] = Detector(model, settings, [2], "cpu", image.shape[1], image.shape[0]).detect([(0, 0.0, image)])
+        counts[tile] = len(found)
+    assert counts["auto"] > 1.5 * counts["off"], counts  # measured: 21 cars tiled, 11 in one pass
