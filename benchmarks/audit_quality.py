@@ -43,7 +43,7 @@ from cvtriage.audit import (  # noqa: E402
     quiet_fiftyone,
     read_image_labels,
 )
-from cvtriage.config import AuditConfig  # noqa: E402
+from cvtriage.config import load_audit_config  # noqa: E402
 from cvtriage.dataset import GROUND_TRUTH, iou_matrix  # noqa: E402
 from cvtriage.inject import MANIFEST_NAME, inject_errors  # noqa: E402
 from cvtriage.paths import DEMO_WEIGHTS, PROJECT_ROOT  # noqa: E402
@@ -186,6 +186,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1, help="synthetic data seed (the demo model was trained on seed 0)")
     parser.add_argument("--weights", default=str(DEMO_WEIGHTS))
     parser.add_argument("--work", type=Path, default=PROJECT_ROOT / "runs" / "bench")
+    parser.add_argument("--conf", type=float, default=None, help="prediction confidence floor (default: configs/audit.yaml)")
     parser.add_argument("--reuse-predictions", action="store_true",
                         help="keep the last run's injected copy and predictions (to try ranking settings quickly)")
     args = parser.parse_args()
@@ -203,7 +204,10 @@ def main() -> None:
         if fo.dataset_exists(name):
             fo.delete_dataset(name)
     weights = None if args.reuse_predictions else str(args.weights)
-    config = AuditConfig(weights=weights, dataset=name, imgsz=args.imgsz, out=str(args.work / "audit-report"))
+    # The shipped settings (configs/audit.yaml), with this run's model, dataset and folders.
+    config = load_audit_config(
+        weights=weights, dataset=name, imgsz=args.imgsz, conf=args.conf, out=str(args.work / "audit-report")
+    )
     started, cpu_started = time.perf_counter(), time.process_time()
     report = audit_labels(str(noisy / "data.yaml"), config)
     elapsed, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started

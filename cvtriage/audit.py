@@ -13,7 +13,7 @@ badly placed box whose IoU with the prediction is under the match threshold is r
 spurious label plus one missing object, `possible_spurious` is a flag with no order, and
 `possible_missing` needs a hard-coded 0.95 confidence (fiftyone-brain issue 111). cvtriage
 scores each label and each unexplained prediction itself, from the IoU and confidence of every
-prediction around it, and gives each label the single kind that explains it best.
+prediction around it, and gives each label the one kind its evidence points to.
 """
 
 from __future__ import annotations
@@ -158,13 +158,20 @@ def score_image(image: ImageLabels, config: AuditConfig) -> list[Finding]:
     overlap = confidence * np.minimum(1.0, iou / config.location_min_iou)
     spurious_scores = 1 - overlap.max(axis=1, initial=0)
 
+    # Each label gets the kind its evidence points to, not the highest of three scores: those are
+    # not on one scale (a weak model leaves most labels with little overlap, so "spurious" would
+    # win everywhere). Another class matching better than the label's own: class. Else a nearby
+    # same-class box: location. Else spurious.
     findings, explaining = [], set()
     for index in range(n_labels):
-        scores = {"class": class_scores[index], "location": location_scores[index], "spurious": spurious_scores[index]}
-        kind = max(scores, key=scores.get)
-        finding = _label_finding(image, index, kind, float(scores[kind]))
-        evidence = other_class[index] if kind == "class" else location_evidence[index]
-        if kind != "spurious" and evidence.max(initial=0) > 0:
+        if other_class[index].max(initial=0) > support[index]:
+            kind, score, evidence = "class", class_scores[index], other_class[index]
+        elif location_evidence[index].max(initial=0) > 0:
+            kind, score, evidence = "location", location_scores[index], location_evidence[index]
+        else:
+            kind, score, evidence = "spurious", spurious_scores[index], None
+        finding = _label_finding(image, index, kind, float(score))
+        if evidence is not None:
             _attach_prediction(finding, image, int(evidence.argmax()))
             explaining.add(int(evidence.argmax()))
         findings.append(finding)
@@ -347,6 +354,8 @@ class _Stages:
 def audit_labels(data: str, config: AuditConfig, images_dir: Path | None = None) -> AuditReport:
     """Load `data` into FiftyOne, predict (when `config.weights` is set), score every label, store
     tags, fields and saved views, and write audit.csv/audit.json. Stages show on a progress display."""
+    from fiftyone import ViewField as F
+
     from cvtriage.model import load_model, resolve_classes, resolve_device
 
     with progress_bar() as progress:
@@ -374,9 +383,10 @@ def audit_labels(data: str, config: AuditConfig, images_dir: Path | None = None)
 
         with quiet_fiftyone():
             stages.start("evaluate", "Evaluating predictions against labels")
-            evaluate(view, config.match_iou)
+            confident = view.filter_labels(PREDICTIONS, F("confidence") >= config.evaluate_conf, only_matches=False)
+            evaluate(confident, config.match_iou)
             stages.start("mistakenness", "Computing FiftyOne Brain mistakenness")
-            compute_fiftyone_mistakenness(view, config.missing_confidence, config.match_iou)
+            compute_fiftyone_mistakenness(confident, config.missing_confidence, config.match_iou)
             stages.start("rank", "Ranking labels")
             findings = rank_findings(read_image_labels(view), config)
             flagged = [finding for finding in findings if finding.score >= config.min_score][: config.top]
@@ -445,6 +455,33 @@ def write_reports(report: AuditReport, config: AuditConfig, data: str) -> None:
     json_partial = out_dir / "audit.json.partial"
     json_partial.write_text(json.dumps(content, indent=2))
     json_partial.replace(out_dir / "audit.json")
+    write_score_plot(report, config.min_score)
+
+
+def write_score_plot(report: AuditReport, min_score: float) -> Path:
+    """audit_scores.png: how the scores of each kind spread, with the min_score cut, to choose it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(KINDS), figsize=(4 * len(KINDS), 3.2), sharey=True)
+    for axis, kind in zip(axes, KINDS):
+        scores = [finding.score for finding in report.findings if finding.kind == kind]
+        axis.hist(scores, bins=40, range=(0, 1), color="tab:blue")
+        axis.axvline(min_score, color="tab:red", linestyle="--", label=f"min_score {min_score}")
+        axis.set_yscale("log")
+        axis.set_title(f"{kind}: {sum(s >= min_score for s in scores)} of {len(scores)} flagged")
+        axis.set_xlabel("score")
+    axes[0].set_ylabel("findings")
+    axes[0].legend(loc="upper center")
+    figure.tight_layout()
+    path = report.out_dir / "audit_scores.png"
+    partial = path.with_name("audit_scores.partial.png")
+    figure.savefig(partial, dpi=100)
+    plt.close(figure)
+    partial.replace(path)
+    return path
 
 
 def summary_tables(report: AuditReport, top: int = 10):

@@ -158,6 +158,7 @@ def audit_labels_command(
     imgsz: Optional[int] = typer.Option(None, help="Inference size in pixels."),
     batch: Optional[int] = typer.Option(None, help="Images per inference batch."),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, or a CUDA index such as 0."),
+    evaluate_conf: Optional[float] = typer.Option(None, help="Lowest confidence in FiftyOne's evaluation and mistakenness."),
     match_iou: Optional[float] = typer.Option(None, help="IoU at which a prediction and a label are the same object."),
     location_min_iou: Optional[float] = typer.Option(None, help="Lowest IoU at which a same-class prediction shows a badly placed box."),
     missing_confidence: Optional[float] = typer.Option(None, help="FiftyOne Brain's possible_missing confidence (its default 0.95)."),
@@ -170,7 +171,7 @@ def audit_labels_command(
 
     settings = load_audit_config(
         config, weights=weights, dataset=dataset, split=split, top=top, out=None if out is None else str(out),
-        conf=conf, iou=iou, imgsz=imgsz, batch=batch, device=device, match_iou=match_iou,
+        conf=conf, iou=iou, imgsz=imgsz, batch=batch, device=device, evaluate_conf=evaluate_conf, match_iou=match_iou,
         location_min_iou=location_min_iou, missing_confidence=missing_confidence, min_score=min_score,
     )
     report = audit_labels(data, settings, images_dir=images)
@@ -181,7 +182,7 @@ def audit_labels_command(
     for table in summary_tables(report):
         console.print(table)
     console.print(f"FiftyOne dataset: {report.dataset_name} (saved views likely-mislabeled, audit-<kind>)", soft_wrap=True)
-    console.print(f"Report: {report.out_dir / 'audit.csv'} and audit.json", soft_wrap=True, highlight=False)
+    console.print(f"Report: {report.out_dir / 'audit.csv'}, audit.json, audit_scores.png", soft_wrap=True, highlight=False)
 
 
 @app.command("scan")

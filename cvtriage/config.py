@@ -124,11 +124,12 @@ class AuditConfig(StrictModel):
     weights: str | None = None
     dataset: str | None = None
     split: Literal["train", "val", "test", "all"] = "all"
-    conf: float = Field(0.05, gt=0, lt=1)
+    conf: float = Field(0.01, gt=0, lt=1)
     iou: float = Field(0.6, gt=0, le=1)
     imgsz: int = Field(640, ge=32, le=4096)
     batch: int = Field(16, ge=1, le=256)
     device: str = "auto"
+    evaluate_conf: float = Field(0.05, gt=0, lt=1)
     match_iou: float = Field(0.5, gt=0, lt=1)
     location_min_iou: float = Field(0.1, gt=0, lt=1)
     missing_confidence: float = Field(0.95, gt=0, lt=1)

@@ -5,6 +5,11 @@ so large frames are cut into overlapping tiles (as SAHI does) and every tile of 
 a batch goes through the model in ONE call. Boxes from different tiles are then merged the way
 SAHI's default GREEDYNMM does: same class, intersection over the smaller box above a threshold,
 keep the union, so an object seen twice in an overlap, or cut in two at a seam, becomes one box.
+
+A model that accepts any input size (PyTorch weights) needs no tiles for a frame of moderate size:
+with `tile: auto` it sees the whole frame at a larger input instead, which keeps the same detail
+for about half the pixels of tiles (no overlaps, and Ultralytics letterboxes to the frame's own
+aspect where square tiles are padded). Exported models have a fixed input size: they get tiles.
 """
 
 from __future__ import annotations
@@ -16,9 +21,17 @@ import numpy as np
 
 from cvtriage.config import ScanConfig
 
+# Detections down to this share of `conf` are kept, so the scan can tell an object that left from
+# one whose score dipped below the threshold for a frame (events use only those at `conf`).
+WEAK_CONF_SHARE = 0.5
 # Frames whose long side is at most this many times the model's input size are not tiled:
 # shrinking them loses little, and tiles would multiply the cost.
 AUTO_TILE_MAX_SCALE = 1.5
+# With `tile: auto` and a model that accepts any input size, the whole frame goes in at an input
+# up to this many times imgsz (memory grows with it); larger frames are tiled.
+AUTO_INPUT_MAX_SCALE = 2.0
+# Input sizes are multiples of the model's largest stride.
+STRIDE = 32
 # SAHI's default merge threshold (intersection over the smaller box).
 MERGE_IOS = 0.5
 MAX_DETECTIONS = 300
@@ -41,6 +54,13 @@ class FrameDetections:
     def __len__(self) -> int:
         return len(self.scores)
 
+    def at_least(self, min_score: float) -> "FrameDetections":
+        """The detections scored at least `min_score`."""
+        keep = self.scores >= min_score
+        if keep.all():
+            return self
+        return FrameDetections(self.frame_index, self.time_s, self.boxes_xyxy[keep], self.scores[keep], self.class_ids[keep])
+
 
 def tile_grid(width: int, height: int, imgsz: int, tile: str, overlap: float) -> tuple[int, int]:
     """(rows, cols) for a frame: `off` is 1x1, `RxC` as given, `auto` the fewest tiles no side of
@@ -59,6 +79,22 @@ def tile_grid(width: int, height: int, imgsz: int, tile: str, overlap: float) ->
         return n
 
     return count(height), count(width)
+
+
+def whole_frame_input(width: int, height: int, imgsz: int) -> int | None:
+    """For `tile: auto` and a model that accepts any input size: the input size (at least imgsz,
+    a multiple of STRIDE) at which the whole frame shrinks by at most AUTO_TILE_MAX_SCALE, or None
+    when that exceeds AUTO_INPUT_MAX_SCALE x imgsz (the frame is tiled instead)."""
+    needed = max(imgsz, math.ceil(max(width, height) / AUTO_TILE_MAX_SCALE / STRIDE) * STRIDE)
+    return needed if needed <= AUTO_INPUT_MAX_SCALE * imgsz else None
+
+
+def accepts_any_input_size(model) -> bool:
+    """PyTorch weights run at any input size; exported models (OpenVINO, ONNX, ...) are taken to be
+    fixed to their export size (Ultralytics pads every input to it)."""
+    import torch
+
+    return isinstance(getattr(model, "model", None), torch.nn.Module)
 
 
 def tile_windows(width: int, height: int, rows: int, cols: int, overlap: float) -> list[tuple[int, int, int, int]]:
@@ -116,7 +152,12 @@ class Detector:
         self.settings = settings
         self.class_ids = class_ids
         self.device = device
-        self.grid = tile_grid(width, height, settings.imgsz, settings.tile, settings.tile_overlap)
+        whole = whole_frame_input(width, height, settings.imgsz) if settings.tile == "auto" else None
+        if whole is not None and accepts_any_input_size(model):
+            self.grid, self.input_size = (1, 1), whole
+        else:
+            self.grid = tile_grid(width, height, settings.imgsz, settings.tile, settings.tile_overlap)
+            self.input_size = settings.imgsz
         self.tiled = self.grid != (1, 1)
         self.windows = tile_windows(width, height, *self.grid, settings.tile_overlap) if self.tiled else []
         # SAHI's "standard prediction": the whole frame too, for objects larger than a tile.
@@ -134,7 +175,8 @@ class Detector:
         return f"{rows}x{cols}" + (" + full frame" if self.settings.tile_full_frame else "")
 
     def detect(self, frames: list[tuple[int, float, np.ndarray]]) -> list[FrameDetections]:
-        """Detections for each (frame_index, time_s, BGR image); one model call for the whole batch."""
+        """Detections for each (frame_index, time_s, BGR image), down to WEAK_CONF_SHARE x conf (see
+        cvtriage.events.changed_classes); one model call for the whole batch."""
         if not frames:
             return []
         crops = [
@@ -142,8 +184,8 @@ class Detector:
         ]
         results = self.model.predict(
             crops,
-            imgsz=self.settings.imgsz,
-            conf=self.settings.conf,
+            imgsz=self.input_size,
+            conf=self.settings.conf * WEAK_CONF_SHARE,
             iou=self.settings.iou,
             classes=self.class_ids,
             device=self.device,

@@ -6,11 +6,12 @@ detection log gets the same events):
   between them), probe the frames in between and bisect down to the exact frame of the change;
 - tracking: Ultralytics' ByteTrack, fed the inferred frames in frame order, links detections into
   tracks; each confirmed track becomes an Event.
+And one yardstick, `match_spans`: which events of a reference (every-frame inference, or a
+synthetic flyover's ground truth) a scan found, for the benchmark and the end-to-end tests.
 """
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -20,8 +21,8 @@ import numpy as np
 from cvtriage.config import ScanConfig
 from cvtriage.detect import FrameDetections
 
-# Probes inside a gap are at most this many frames apart; the frame reader keeps that many
-# decoded frames so the bisection between two probes needs no second decode.
+# Probes inside a gap are this many frames apart; the frame reader keeps that many decoded
+# frames so the bisection between two probes needs no second decode.
 MAX_PROBE_SPACING = 8
 # 95% quantile of chi-square with 2 degrees of freedom: ByteTrack's gate for a box centre.
 CHI2_95_2DOF = 5.9915
@@ -48,52 +49,63 @@ class Event:
 # --- coarse-to-fine -----------------------------------------------------------------------------
 
 
-def signature(frame: FrameDetections) -> Counter:
-    """What a frame shows, for deciding whether something changed: objects per class."""
-    return Counter(frame.class_ids.tolist())
+def class_counts(frame: FrameDetections, min_score: float = 0.0) -> Counter:
+    """Objects per class scored at least `min_score`."""
+    return Counter(frame.class_ids[frame.scores >= min_score].tolist())
 
 
-def probe_spacing(gap: int) -> int:
-    """About sqrt(gap) frames between probes: few probes, and few frames to bisect between two."""
-    return max(1, min(MAX_PROBE_SPACING, math.ceil(math.sqrt(gap))))
+def changed_classes(a: FrameDetections, b: FrameDetections, conf: float) -> list[int]:
+    """Classes of which one frame shows more objects at `conf` than the other shows at all.
+
+    Frames hold detections down to detect.WEAK_CONF_SHARE x conf: an object whose score dips a little
+    below `conf` in one frame is still there, not a change worth refining (the tracker bridges it).
+    """
+    strong_a, strong_b, all_a, all_b = class_counts(a, conf), class_counts(b, conf), class_counts(a), class_counts(b)
+    return sorted(c for c in set(strong_a) | set(strong_b) if strong_a[c] > all_b[c] or strong_b[c] > all_a[c])
 
 
 def refine_gap(
     before: FrameDetections,
     after: FrameDetections,
     detect_frame: Callable[[int], FrameDetections | None],
+    conf: float,
 ) -> None:
-    """Find the exact frames where what is seen changes between two sampled frames.
+    """Find the exact frames where what is seen at `conf` changes between two sampled frames.
 
     `detect_frame(index)` returns the frame's detections (inferring it if need be) or None when
-    the frame cannot be decoded. Frames are asked for in increasing order, except during a
-    bisection, which stays within the last probe spacing (the reader's cache).
+    the frame cannot be decoded. Probes every MAX_PROBE_SPACING frames find which stretches
+    changed (`changed_classes`); then, for each class that changed across a stretch, a bisection
+    narrows the change of its count at `conf` down to two adjacent frames. One boundary per class
+    and stretch: a detection that flickers near the change is not chased frame by frame.
+    Frames are asked for in increasing order, except during a bisection, which stays within the
+    last probe spacing (the reader's cache).
     """
-    gap = after.frame_index - before.frame_index
-    if gap <= 1 or signature(before) == signature(after):
+    if after.frame_index - before.frame_index <= 1 or not changed_classes(before, after, conf):
         return
-    spacing = probe_spacing(gap)
     previous = before
-    for index in [*range(before.frame_index + spacing, after.frame_index, spacing), after.frame_index]:
+    for index in [*range(before.frame_index + MAX_PROBE_SPACING, after.frame_index, MAX_PROBE_SPACING), after.frame_index]:
         probe = after if index == after.frame_index else detect_frame(index)
         if probe is None:
             continue
-        if signature(probe) != signature(previous):
-            _bisect(previous, probe, detect_frame)
+        for class_id in changed_classes(previous, probe, conf):
+            _bisect(previous, probe, class_id, conf, detect_frame)
         previous = probe
 
 
-def _bisect(low: FrameDetections, high: FrameDetections, detect_frame) -> None:
-    """Infer frames between two frames that differ until every change sits between adjacent frames."""
-    if high.frame_index - low.frame_index <= 1:
-        return
-    middle = detect_frame((low.frame_index + high.frame_index) // 2)
-    if middle is None:
-        return
-    if signature(middle) != signature(low):
-        _bisect(low, middle, detect_frame)
-    if signature(middle) != signature(high):
-        _bisect(middle, high, detect_frame)
+def _bisect(low: FrameDetections, high: FrameDetections, class_id: int, conf: float, detect_frame) -> None:
+    """Infer frames between two frames until a change of the count of `class_id` at `conf` sits
+    between adjacent frames."""
+    count = lambda frame: class_counts(frame, conf)[class_id]  # noqa: E731
+    if count(low) == count(high):
+        return  # the change was weak-only at one end (see changed_classes): nothing to narrow
+    while high.frame_index - low.frame_index > 1:
+        middle = detect_frame((low.frame_index + high.frame_index) // 2)
+        if middle is None:
+            return
+        if count(middle) != count(low):
+            high = middle
+        else:
+            low = middle
 
 
 # --- tracking ------------------------------------------------------------------------------------
@@ -190,6 +202,7 @@ class EventTracker:
         self.fps = fps
         self.class_names = class_names
         self.min_event_frames = settings.min_event_frames
+        self.conf = settings.conf
         args = IterableSimpleNamespace(
             # Every detection already passed the scan's confidence threshold: all are "high" for ByteTrack.
             track_high_thresh=settings.conf,
@@ -212,6 +225,7 @@ class EventTracker:
             raise ValueError(f"frames must arrive in order: {frame.frame_index} after {self.last_frame}")
         self.last_frame = frame.frame_index
         self.tracker.advance_to(frame.frame_index)
+        frame = frame.at_least(self.conf)
         data = np.concatenate(
             [frame.boxes_xyxy, frame.scores[:, None], frame.class_ids[:, None].astype(np.float32)], axis=1
         )
@@ -276,3 +290,71 @@ def track_events(
     for frame in sorted(frames, key=lambda f: f.frame_index):
         tracker.add(frame)
     return tracker.events()
+
+
+# --- matching against a reference ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventSpan:
+    """An event reduced to what matching compares: a class over inclusive frames, and known boxes
+    by frame (a found event: its keyframe's box; ground truth: every frame's box)."""
+
+    class_name: str
+    first_frame: int
+    last_frame: int
+    boxes: dict[int, tuple[float, float, float, float]]
+
+    @classmethod
+    def of_event(cls, event: Event) -> "EventSpan":
+        return cls(event.class_name, event.first_frame, event.last_frame, {event.best_frame: event.best_box_xyxy})
+
+    @classmethod
+    def of_record(cls, record: dict) -> "EventSpan":
+        """An event of a scan's events.json."""
+        box = tuple(record["best_box_xyxy"])
+        return cls(record["class"], record["first_frame"], record["last_frame"], {record["best_frame"]: box})
+
+    @classmethod
+    def of_truth(cls, record: dict) -> "EventSpan":
+        """An object of a synthetic flyover's ground truth (cvtriage.synth.video)."""
+        boxes = {int(row[0]): tuple(row[1:5]) for row in record["boxes"]}
+        return cls(record["class_name"], record["first_frame"], record["last_frame"], boxes)
+
+    def overlap(self, other: "EventSpan") -> int:
+        """Frames the two spans share."""
+        return max(0, min(self.last_frame, other.last_frame) - max(self.first_frame, other.first_frame) + 1)
+
+
+def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def match_spans(reference: list[EventSpan], found: list[EventSpan], min_iou: float = 0.0) -> list[EventSpan | None]:
+    """For each reference span (in order), the found span matched to it one-to-one, or None.
+
+    A found span matches when it has the same class and shares frames with the reference span;
+    with `min_iou` > 0 its keyframe box must also overlap the reference's box in that frame by at
+    least `min_iou` (so a hit elsewhere in the frame does not count). Greedy, earliest reference
+    first, each taking the unused candidate it shares most frames with.
+    """
+
+    def fits(ref: EventSpan, candidate: EventSpan) -> bool:
+        if candidate.class_name != ref.class_name or not ref.overlap(candidate):
+            return False
+        if min_iou <= 0:
+            return True
+        return any(frame in ref.boxes and box_iou(box, ref.boxes[frame]) >= min_iou for frame, box in candidate.boxes.items())
+
+    unused = list(found)
+    matches: dict[int, EventSpan | None] = {}
+    for number in sorted(range(len(reference)), key=lambda n: reference[n].first_frame):
+        ref = reference[number]
+        candidates = [candidate for candidate in unused if fits(ref, candidate)]
+        best = max(candidates, key=ref.overlap, default=None)
+        if best is not None:
+            unused.remove(best)
+        matches[number] = best
+    return [matches[number] for number in range(len(reference))]

@@ -102,6 +102,7 @@ def inject_errors(
     seed: int = 0,
 ) -> InjectionResult:
     """Copy the YOLO dataset at `source` to `out` with `rate` x (boxes in `splits`) label errors."""
+    kinds = tuple(dict.fromkeys(kinds))  # a kind named twice is one kind
     unknown = [kind for kind in kinds if kind not in ERROR_KINDS]
     if unknown or not kinds:
         raise CvtriageError(f"--kinds: unknown kind {', '.join(unknown) or '(none)'}; choose from {', '.join(ERROR_KINDS)}")

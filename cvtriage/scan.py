@@ -34,7 +34,7 @@ from cvtriage.events import MAX_PROBE_SPACING, Event, EventTracker, refine_gap
 from cvtriage.frames import BadRange, FrameSource, PrefetchedFrames, VideoInfo, probe_source, sample_step
 from cvtriage.model import class_names, describe_device, load_model, resolve_classes, resolve_device
 
-LOG_VERSION = 1
+LOG_VERSION = 2  # 2: frames hold detections down to detect.WEAK_CONF_SHARE x conf
 # The settings that change which frames are inferred or what the model finds in them: a log
 # written under other values cannot be resumed. (Tracking settings only replay the log.)
 DETECTION_SETTINGS = {
@@ -47,7 +47,7 @@ DETECTION_SETTINGS = {
 class ScanResult:
     video: VideoInfo  # frame_count and duration as decoded
     events: list[Event]
-    detections: list[FrameDetections]  # every inferred frame, in frame order
+    detections: list[FrameDetections]  # every inferred frame, in frame order, at the scan's conf
     class_names: dict[int, str]
     keyframes: dict[int, np.ndarray]  # event_id -> BGR image of its best frame
     stats: dict
@@ -178,6 +178,7 @@ class _Scan:
 
     def __init__(self, source: Path, settings: ScanConfig, console: Console, show_progress: bool, model=None):
         self.started = time.perf_counter()
+        self.cpu_started = time.process_time()
         self.settings = settings
         self.console = console
         self.show_progress = show_progress
@@ -228,7 +229,7 @@ class _Scan:
 
     def _take_sample(self, frame: FrameDetections) -> None:
         if self.last_sample is not None and self.settings.refine:
-            refine_gap(self.last_sample, frame, self.detect_frame)
+            refine_gap(self.last_sample, frame, self.detect_frame, self.settings.conf)
         self.last_sample = frame
         self._track_until(frame.frame_index)
 
@@ -322,7 +323,8 @@ class _Scan:
         for bad in bad_ranges:
             message = f"cvtriage: warning: {self.video.path}: {bad}"
             self.console.print(message, style="yellow", soft_wrap=True, markup=False, highlight=False)
-        detections = sorted(self.log.frames.values(), key=lambda f: f.frame_index)
+        # What the model found at the scan's threshold (the weaker ones only served refinement).
+        detections = [frame.at_least(self.settings.conf) for frame in sorted(self.log.frames.values(), key=lambda f: f.frame_index)]
         stats = {
             "frames_total": decoded,
             "frames_inferred": len(detections),
@@ -330,9 +332,11 @@ class _Scan:
             "sample_step": self.step,
             "frames_resumed": self.resumed_frames,
             "tiles": self.detector.describe_tiling(),
+            "imgsz": self.detector.input_size,
             "device": describe_device(self.device),
             "bad_ranges": [(bad.first, bad.last) for bad in bad_ranges],
             "wall_time_s": round(time.perf_counter() - self.started, 3),
+            "cpu_time_s": round(time.process_time() - self.cpu_started, 3),  # every thread of this process
         }
         return ScanResult(
             self.video, events, detections, self.class_names, read_keyframes(self.source, events),
@@ -397,7 +401,10 @@ def summary_table(result: ScanResult) -> Group:
     total, inferred = stats["frames_total"], stats["frames_inferred"]
     figures = Table.grid(padding=(0, 2))
     figures.add_row("frames inferred", f"{inferred} of {total} ({inferred / max(total, 1):.1%})")
-    figures.add_row("sampling", f"1 frame in {stats['sample_step']}, refined around changes; tiles {stats['tiles']}")
+    figures.add_row(
+        "sampling",
+        f"1 frame in {stats['sample_step']}, refined around changes; input {stats['imgsz']} px, tiles {stats['tiles']}",
+    )
     if stats["frames_resumed"]:
         figures.add_row("resumed", f"{stats['frames_resumed']} frames from the interrupted run")
     figures.add_row("wall time", f"{stats['wall_time_s']:.1f} s on {stats['device']}")

@@ -212,6 +212,7 @@ def test_cli_audit_end_to_end(tmp_path, random_init_weights):
     assert {"rank", "image_path", "label_index", "kind", "score", "label_class", "label_cxcywh",
             "pred_class", "pred_cxcywh", "pred_confidence"} <= set(rows[0])
     report = json.loads((out / "audit.json").read_text())
+    assert (out / "audit_scores.png").stat().st_size > 0
     assert report["counts"]["spurious"] == 24 and len(report["rows"]) == 24
     dataset = fo.load_dataset(name)
     ids = sorted(dataset.values("id"))

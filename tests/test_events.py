@@ -5,7 +5,7 @@ import pytest
 
 from cvtriage.config import load_scan_config
 from cvtriage.detect import FrameDetections
-from cvtriage.events import refine_gap, track_events
+from cvtriage.events import EventSpan, match_spans, refine_gap, track_events
 from square_video import Square
 
 FPS = 30.0
@@ -39,21 +39,33 @@ class Oracle:
 def test_refinement_finds_the_exact_frame_an_object_appears(appears):
     squares = [Square(0, appears, 200, 10, 10)]
     oracle = Oracle(squares)
-    refine_gap(frame_of(squares, 30), frame_of(squares, 60), oracle)
+    refine_gap(frame_of(squares, 30), frame_of(squares, 60), oracle, SETTINGS.conf)
     assert appears in oracle.asked and (appears - 1 in oracle.asked or appears - 1 == 30)
-    assert len(oracle.asked) <= 10  # probes every ~6 frames, then a bisection: not all 29
+    assert len(oracle.asked) <= 6  # probes every 8 frames, then a bisection: not all 29
     assert oracle.asked == sorted(oracle.asked) or max(oracle.asked[:-3]) - min(oracle.asked[-3:]) < 8
 
 
 def test_refinement_finds_both_ends_of_a_short_visit_and_skips_unchanged_gaps():
     squares = [Square(1, 100, 130, 10, 10), Square(0, 0, 500, 50, 50)]
     oracle = Oracle(squares)
-    refine_gap(frame_of(squares, 90), frame_of(squares, 120), oracle)
-    refine_gap(frame_of(squares, 120), frame_of(squares, 150), oracle)
+    refine_gap(frame_of(squares, 90), frame_of(squares, 120), oracle, SETTINGS.conf)
+    refine_gap(frame_of(squares, 120), frame_of(squares, 150), oracle, SETTINGS.conf)
     assert {99, 100, 130, 131} <= set(oracle.asked)
     before = len(oracle.asked)
-    refine_gap(frame_of(squares, 150), frame_of(squares, 180), oracle)  # nothing changes: no work
+    refine_gap(frame_of(squares, 150), frame_of(squares, 180), oracle, SETTINGS.conf)  # nothing changes: no work
     assert len(oracle.asked) == before
+
+
+def test_a_score_dipping_below_conf_is_not_refined_and_makes_no_event_but_leaving_is_refined():
+    squares = [Square(0, 0, 140, 10, 10)]
+    oracle = Oracle(squares)
+    dipped = frame_of(squares, 120, score=0.2)  # still seen, below conf 0.3 but above 0.5 x conf
+    refine_gap(frame_of(squares, 90), dipped, oracle, SETTINGS.conf)
+    assert oracle.asked == []
+    refine_gap(frame_of(squares, 120), frame_of(squares, 150), oracle, SETTINGS.conf)  # gone at 141
+    assert {140, 141} <= set(oracle.asked)
+    weak = [frame_of(squares, index, score=0.2) for index in range(0, 140, 10)]
+    assert track_events(weak, FPS, {0: "car"}, SETTINGS) == []
 
 
 def sampled(squares, total, step, extra=()):
@@ -99,3 +111,22 @@ def test_events_are_numbered_by_first_appearance():
     squares = [Square(1, 50, 100, 200, 10), Square(0, 0, 100, 10, 10)]
     events = track_events(sampled(squares, 101, 5), FPS, {0: "car", 1: "person"}, SETTINGS)
     assert [(e.event_id, e.class_name, e.first_frame) for e in events] == [(1, "car", 0), (2, "person", 50)]
+
+
+def test_matching_is_one_to_one_by_class_shared_frames_and_box_overlap():
+    truth = [
+        EventSpan("car", 0, 50, {f: (10.0 + f, 10.0, 30.0 + f, 30.0) for f in range(51)}),
+        EventSpan("car", 40, 90, {f: (200.0, 10.0, 220.0, 30.0) for f in range(40, 91)}),
+        EventSpan("person", 0, 90, {f: (100.0, 100.0, 120.0, 120.0) for f in range(91)}),
+    ]
+    found = [
+        EventSpan("car", 45, 95, {60: (201.0, 11.0, 221.0, 31.0)}),  # the second car
+        EventSpan("car", 5, 48, {20: (31.0, 11.0, 51.0, 31.0)}),  # the first car, seen where it was at frame 20
+        EventSpan("car", 0, 90, {10: (100.0, 100.0, 120.0, 120.0)}),  # right place and time, wrong class
+    ]
+    assert match_spans(truth, found, min_iou=0.3) == [found[1], found[0], None]
+    elsewhere = EventSpan("car", 0, 50, {20: (300.0, 300.0, 320.0, 320.0)})  # a hit elsewhere in the frame
+    assert match_spans(truth[:1], [elsewhere], min_iou=0.3) == [None]
+    assert match_spans(truth[:1], [elsewhere]) == [elsewhere]  # time and class only
+    both = EventSpan("car", 0, 90, {})
+    assert match_spans(truth[:2], [both]) == [both, None]  # one found event answers one reference event

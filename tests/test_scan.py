@@ -15,7 +15,10 @@ from typer.testing import CliRunner
 from cvtriage.cli import app
 from cvtriage.config import load_scan_config
 from cvtriage.errors import CvtriageError
+from cvtriage.events import EventSpan, match_spans
+from cvtriage.paths import DEMO_WEIGHTS
 from cvtriage.scan import log_path, run_scan, scan_source
+from cvtriage.synth.video import FlyoverSpec, generate_video, truth_path_for
 from square_video import Square, SquareDetector, render, write_square_video, write_truncated_avi
 
 TESTS = Path(__file__).resolve().parent
@@ -206,6 +209,30 @@ def test_cli_truncated_video_warns_about_the_bad_range_and_scans_the_rest(tmp_pa
     assert result.exit_code == 0, result.output
     warning = [line for line in result.output.splitlines() if "warning" in line]
     assert len(warning) == 1 and "cut.avi" in warning[0] and "-29: could not be decoded" in warning[0]
+
+
+FLYOVER_SECONDS, FLYOVER_SEED, FLYOVER_OBJECTS = 8, 0, 4
+FLYOVER_MIN_FOUND, FLYOVER_FRAME_TOLERANCE = 1, 30
+
+
+# --- the shipped demo model on a synthetic flyover (skipped when the weights are absent) --------
+
+
+@pytest.mark.slow
+def test_demo_model_finds_the_flyover_objects_at_the_right_times(tmp_path):
+    if not DEMO_WEIGHTS.is_file():
+        pytest.skip(f"{DEMO_WEIGHTS} not present")
+    video = tmp_path / "flyover.mp4"
+    generate_video(video, FlyoverSpec(seconds=FLYOVER_SECONDS, seed=FLYOVER_SEED, objects=FLYOVER_OBJECTS))
+    truth = [EventSpan.of_truth(record) for record in json.loads(truth_path_for(video).read_text())["objects"]]
+    result = scan_source(video, settings_for(tmp_path, weights=str(DEMO_WEIGHTS)), show_progress=False)
+    matches = match_spans(truth, [EventSpan.of_event(event) for event in result.events], min_iou=0.3)
+    found = [(object_, event) for object_, event in zip(truth, matches) if event is not None]
+    assert len(found) >= FLYOVER_MIN_FOUND, [(t.class_name, t.first_frame, t.last_frame) for t in truth]
+    for object_, event in found:  # the event spans the time the object is in view
+        assert abs(event.first_frame - object_.first_frame) <= FLYOVER_FRAME_TOLERANCE
+        assert abs(event.last_frame - object_.last_frame) <= FLYOVER_FRAME_TOLERANCE
+    assert result.stats["frames_inferred"] < 0.35 * result.stats["frames_total"]
 
 
 # --- real footage (../shared/data), skipped when absent -----------------------------------------

@@ -341,13 +341,15 @@ def generate_dataset(
     workers = max(1, min(workers or os.cpu_count() or 1, images))
     try:
         if workers == 1:
-            results = map(_write_image, jobs)
-            _record(summary, results, class_names, images, on_progress)
+            _record(summary, map(_write_image, jobs), class_names, images, on_progress)
         else:
             # spawn, not fork: a forked child inherits OpenCV's thread pool in whatever state the
             # parent's threads left it, and can hang in its first cv2 call.
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_quiet_worker) as pool:
+            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_quiet_worker)
+            try:
                 _record(summary, pool.map(_write_image, jobs, chunksize=4), class_names, images, on_progress)
+            finally:  # on an error or Ctrl-C, drop the images not yet started
+                pool.shutdown(wait=True, cancel_futures=True)
         write_data_yaml(staging, class_names, {"train": "images/train", "val": "images/val"})
         if out.exists():
             shutil.rmtree(out)

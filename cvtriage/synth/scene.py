@@ -711,7 +711,7 @@ def ground_gravel(h: int, w: int, rng: np.random.Generator, detail: float) -> np
     stones = noise(h, w, rng, rng.uniform(1.5, 3.5) * detail)
     image = np.asarray(base, np.float32) * (1 + 0.18 * np.tanh(stones * 1.5))[..., None]
     tint = np.stack([noise(h, w, rng, 3 * detail) for _ in range(3)], -1)
-    image *= 1 + 0.05 * tint
+    image *= 1 + 0.03 * tint
     image *= (1 + 0.1 * noise(h, w, rng, 1) + 0.1 * fractal(h, w, rng, 150 * detail, 3))[..., None]
     image[stones < -1.6] *= 0.6  # dark gaps between stones
     return image
