@@ -297,6 +297,77 @@ def synth_video_command(
     console.print(summary_table(summary))
 
 
+@app.command("app")
+@user_errors
+def app_command(
+    dataset: Optional[str] = typer.Argument(None, help="FiftyOne dataset (default: the most recently modified cvtriage dataset)."),
+    port: int = typer.Option(5151, help="Port to serve the App on."),
+    address: str = typer.Option("127.0.0.1", help="Address to serve on. Anything but loopback exposes the data to the network."),
+    view: Optional[str] = typer.Option(None, help="Saved view to open, e.g. likely-mislabeled or flagged-events."),
+) -> None:
+    """Open a dataset (scan events or audited labels) in the FiftyOne App; serve until Ctrl-C."""
+    from cvtriage.review import is_loopback, launch_review_app, load_review_dataset, serve_until_interrupted
+
+    if not is_loopback(address):
+        console.print(
+            f"[yellow]warning:[/] serving on {address}: anyone who can reach this machine on port {port} "
+            "can see and edit the dataset (the App has no login)", soft_wrap=True,
+        )
+    fo_dataset = load_review_dataset(dataset)
+    console.print(f"Starting the FiftyOne App on {fo_dataset.name} ...", highlight=False)
+    running = launch_review_app(fo_dataset, port=port, address=address, view_name=view)
+    views = ", ".join(running.saved_views) or "none"
+    console.print(
+        f"Dataset {running.dataset_name}: {running.sample_count} sample{'' if running.sample_count == 1 else 's'}; saved views: {views}"
+        + (f" (opened {running.view_name})" if running.view_name else ""), soft_wrap=True, highlight=False,
+    )
+    if is_loopback(address):
+        console.print(f"From another machine: ssh -N -L {port}:127.0.0.1:{port} USER@THIS-HOST, then open http://localhost:{port}",
+                      soft_wrap=True, highlight=False)
+    elif address in ("0.0.0.0", "::"):
+        import socket
+
+        console.print(f"From another machine: http://{socket.gethostname()}:{port}/", soft_wrap=True, highlight=False)
+    console.print("Press Ctrl-C to stop.")
+    typer.echo(running.url)  # on stdout, for scripts
+    serve_until_interrupted(running)
+    console.print("App stopped.")
+
+
+@app.command("export-labels")
+@user_errors
+def export_labels_command(
+    dataset: str = typer.Argument(..., help="FiftyOne dataset holding the reviewed labels."),
+    out: Path = typer.Argument(..., help="Folder for the YOLO dataset (data.yaml, images/<split>, labels/<split>)."),
+    label_field: str = typer.Option("ground_truth", help="Detections field to export."),
+    splits: Optional[str] = typer.Option(None, help="Splits to export, comma-separated (default: every train/val/test tag present)."),
+    skip_tag: list[str] = typer.Option(["reject"], help="Leave out samples and labels carrying this tag (repeatable)."),
+    no_skip: bool = typer.Option(False, "--no-skip", help="Export every sample and label, whatever its tags."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
+) -> None:
+    """Write reviewed labels back as a YOLO dataset: same class ids and order, same splits."""
+    from rich.table import Table
+
+    from cvtriage.review import export_reviewed_labels, load_review_dataset
+
+    fo_dataset = load_review_dataset(dataset)
+    with _ProgressBar("Exporting images") as progress:
+        result = export_reviewed_labels(
+            fo_dataset, out, label_field=label_field,
+            splits=[s.strip() for s in splits.split(",") if s.strip()] if splits else None,
+            skip_tags=() if no_skip else tuple(skip_tag), overwrite=overwrite, on_progress=progress,
+        )
+    table = Table(title=f"{dataset} -> YOLO ({len(result.names)} classes)")
+    for column in ("split", "images", "boxes", "samples left out", "labels left out"):
+        table.add_column(column, justify="left" if column == "split" else "right")
+    for split in result.splits:
+        table.add_row(split.split, str(split.images), str(split.boxes), str(split.skipped_samples), str(split.skipped_labels))
+    console.print(table)
+    if result.untagged_samples:
+        console.print(f"[yellow]warning:[/] {result.untagged_samples} samples have no train/val/test tag (not exported)")
+    console.print(f"Dataset: {result.yaml_path}", soft_wrap=True, highlight=False)
+
+
 def main() -> None:
     app()
 

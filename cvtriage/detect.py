@@ -23,7 +23,7 @@ from cvtriage.config import ScanConfig
 
 # Detections down to this share of `conf` are kept, so the scan can tell an object that left from
 # one whose score dipped below the threshold for a frame (events use only those at `conf`).
-WEAK_CONF_SHARE = 0.5
+WEAK_CONF_SHARE = 0.8
 # Frames whose long side is at most this many times the model's input size are not tiled:
 # shrinking them loses little, and tiles would multiply the cost.
 AUTO_TILE_MAX_SCALE = 1.5

@@ -337,16 +337,20 @@ def match_spans(reference: list[EventSpan], found: list[EventSpan], min_iou: flo
 
     A found span matches when it has the same class and shares frames with the reference span;
     with `min_iou` > 0 its keyframe box must also overlap the reference's box in that frame by at
-    least `min_iou` (so a hit elsewhere in the frame does not count). Greedy, earliest reference
-    first, each taking the unused candidate it shares most frames with.
+    least `min_iou` (so a hit elsewhere in the frame does not count). A keyframe just outside the
+    reference span (an object entering, not yet counted as in view) is compared with the
+    reference's nearest frame. Greedy, earliest reference first, each taking the unused candidate
+    it shares most frames with.
     """
+
+    def box_fits(ref: EventSpan, frame: int, box: tuple[float, ...]) -> bool:
+        nearest = min(max(frame, ref.first_frame), ref.last_frame)
+        return nearest in ref.boxes and box_iou(box, ref.boxes[nearest]) >= min_iou
 
     def fits(ref: EventSpan, candidate: EventSpan) -> bool:
         if candidate.class_name != ref.class_name or not ref.overlap(candidate):
             return False
-        if min_iou <= 0:
-            return True
-        return any(frame in ref.boxes and box_iou(box, ref.boxes[frame]) >= min_iou for frame, box in candidate.boxes.items())
+        return min_iou <= 0 or any(box_fits(ref, frame, box) for frame, box in candidate.boxes.items())
 
     unused = list(found)
     matches: dict[int, EventSpan | None] = {}

@@ -25,7 +25,7 @@ from cvtriage import __version__
 from cvtriage.config import ScanConfig
 from cvtriage.detect import FrameDetections
 from cvtriage.errors import CvtriageError
-from cvtriage.events import Event
+from cvtriage.events import Event, box_iou
 from cvtriage.frames import VideoInfo
 
 if TYPE_CHECKING:
@@ -225,6 +225,7 @@ def write_timeline(
 ) -> None:
     """A PNG of events along the video: one row per class, a bar per event, a marker at its keyframe."""
     from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
     from matplotlib.ticker import FuncFormatter, MultipleLocator
 
     end_s = max([video.duration_s, 1.0, *(event.last_time_s for event in events)])
@@ -240,12 +241,12 @@ def write_timeline(
         ax.broken_barh(spans, (row - 0.3, 0.6), facecolors=color, alpha=0.55, edgecolor=color, linewidth=0.8)
         best_times = [_best_time_s(e, video, detections_by_frame) for e in class_events]
         ax.plot(best_times, [row] * len(best_times), linestyle="none", marker="|", markersize=11, color="black")
+    undecodable = {"facecolor": "0.8", "edgecolor": "0.5", "hatch": "//", "linewidth": 0}
     for first, last in bad_ranges:
         fps = video.fps or 1.0
-        ax.axvspan(first / fps, (last + 1) / fps, color="0.5", alpha=0.35, hatch="//", linewidth=0)
+        ax.axvspan(first / fps, (last + 1) / fps, **undecodable)
     if bad_ranges:
-        ax.plot([], [], color="0.5", alpha=0.35, linewidth=8, label="undecodable frames")
-        ax.legend(loc="upper right", fontsize=8)
+        ax.legend(handles=[Patch(**undecodable, label="undecodable frames")], loc="upper right", fontsize=8)
 
     ax.set_yticks(range(len(classes)), [f"{name} ({sum(e.class_id == cid for e in events)})" for cid, name in classes])
     ax.set_ylim(-0.6, max(len(classes), 1) - 0.4)
@@ -291,18 +292,14 @@ def _keyframe_name(event: Event, best_time_s: float) -> str:
 
 def _event_box_index(event: Event, frame: FrameDetections | None) -> int | None:
     """Which of the keyframe's detections is the event's own box (the tracker's box may differ slightly)."""
-    if frame is None or len(frame.boxes_xyxy) == 0:
+    if frame is None:
         return None
-    boxes = np.asarray(frame.boxes_xyxy, dtype=np.float64)
-    box = np.asarray(event.best_box_xyxy, dtype=np.float64)
-    top_left = np.maximum(boxes[:, :2], box[:2])
-    bottom_right = np.minimum(boxes[:, 2:], box[2:])
-    overlap = np.prod(np.clip(bottom_right - top_left, 0, None), axis=1)
-    areas = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1) + np.prod(box[2:] - box[:2])
-    iou = overlap / np.maximum(areas - overlap, 1e-9)
-    iou[np.asarray(frame.class_ids) != event.class_id] = 0
-    best = int(iou.argmax())
-    return best if iou[best] >= SAME_BOX_IOU else None
+    overlaps = [
+        box_iou(tuple(box.tolist()), event.best_box_xyxy) if class_id == event.class_id else 0.0
+        for box, class_id in zip(frame.boxes_xyxy, frame.class_ids)
+    ]
+    best = int(np.argmax(overlaps)) if overlaps else None
+    return best if best is not None and overlaps[best] >= SAME_BOX_IOU else None
 
 
 def _class_color(class_id: int) -> tuple[int, int, int]:
@@ -317,9 +314,10 @@ def _draw_box(image: np.ndarray, box, color, label: str, thickness: int, font_sc
     cv2.rectangle(image, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
     font_thickness = max(1, thickness // 2)
     (text_w, text_h), baseline = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, font_thickness)
-    # Label above the box, or inside it when the box touches the top edge.
+    # Label above the box, or inside it when the box touches the top edge; never past the right edge.
     above = y1 - text_h - baseline - 2 >= 0
     top = y1 - text_h - baseline - 2 if above else y1
+    x1 = max(0, min(x1, image.shape[1] - text_w - 4))
     cv2.rectangle(image, (x1, top), (x1 + text_w + 4, top + text_h + baseline + 2), color, -1)
     brightness = 0.299 * color[2] + 0.587 * color[1] + 0.114 * color[0]
     text_color = (0, 0, 0) if brightness > 150 else (255, 255, 255)
@@ -469,12 +467,9 @@ def _write_events_json(
 
 
 def _json_scalar(value: Any) -> Any:
-    # numpy numbers and paths that arrive in stats.
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+    # numpy numbers in stats become numbers; anything else JSON lacks (a Path, ...) its text, so an
+    # unexpected stats value never fails a finished scan at its last step.
+    return value.item() if isinstance(value, np.generic) else str(value)
 
 
 def _check_replaceable(out_dir: Path) -> None:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from cvtriage.config import load_scan_config
-from cvtriage.detect import Detector, merge_across_tiles, tile_grid, tile_windows
+from cvtriage.detect import Detector, merge_across_tiles, tile_grid, tile_windows, whole_frame_input
 from square_video import Square, SquareDetector, render
 
 
@@ -15,6 +15,22 @@ def test_auto_tiling_only_for_frames_much_larger_than_the_model_input():
     assert tile_grid(3840, 2160, 640, "auto", 0.15) == (3, 5)
     assert tile_grid(3840, 2160, 640, "off", 0.15) == (1, 1)
     assert tile_grid(3840, 2160, 640, "2x3", 0.15) == (2, 3)
+
+
+def test_auto_gives_a_pytorch_model_the_whole_frame_at_a_larger_input_and_tiles_to_a_fixed_size_model():
+    assert whole_frame_input(640, 360, 640) == 640  # small enough as it is
+    assert whole_frame_input(1280, 720, 640) == 864  # 1280 / 1.5, up to a multiple of 32
+    assert whole_frame_input(1920, 1080, 640) == 1280
+    assert whole_frame_input(3840, 2160, 640) is None  # above 2 x imgsz: tiles
+    from ultralytics import YOLO
+
+    settings = load_scan_config(imgsz=640, tile="auto")
+    pytorch = Detector(YOLO("yolo11n.yaml"), settings, None, "cpu", 1280, 720)
+    assert (pytorch.grid, pytorch.input_size, pytorch.images_per_frame) == ((1, 1), 864, 1)
+    fixed = Detector(SquareDetector(), settings, None, "cpu", 1280, 720)  # stands in for an exported model
+    assert (fixed.grid, fixed.input_size) == ((1, 2), 640)
+    settings.tile = "off"
+    assert Detector(YOLO("yolo11n.yaml"), settings, None, "cpu", 1280, 720).input_size == 640
 
 
 def test_tile_windows_are_equal_overlapping_and_cover_the_frame():

@@ -59,12 +59,12 @@ def test_refinement_finds_both_ends_of_a_short_visit_and_skips_unchanged_gaps():
 def test_a_score_dipping_below_conf_is_not_refined_and_makes_no_event_but_leaving_is_refined():
     squares = [Square(0, 0, 140, 10, 10)]
     oracle = Oracle(squares)
-    dipped = frame_of(squares, 120, score=0.2)  # still seen, below conf 0.3 but above 0.5 x conf
+    dipped = frame_of(squares, 120, score=0.25)  # still seen, below conf 0.3 but above 0.8 x conf
     refine_gap(frame_of(squares, 90), dipped, oracle, SETTINGS.conf)
     assert oracle.asked == []
     refine_gap(frame_of(squares, 120), frame_of(squares, 150), oracle, SETTINGS.conf)  # gone at 141
     assert {140, 141} <= set(oracle.asked)
-    weak = [frame_of(squares, index, score=0.2) for index in range(0, 140, 10)]
+    weak = [frame_of(squares, index, score=0.25) for index in range(0, 140, 10)]
     assert track_events(weak, FPS, {0: "car"}, SETTINGS) == []
 
 
@@ -128,5 +128,7 @@ def test_matching_is_one_to_one_by_class_shared_frames_and_box_overlap():
     elsewhere = EventSpan("car", 0, 50, {20: (300.0, 300.0, 320.0, 320.0)})  # a hit elsewhere in the frame
     assert match_spans(truth[:1], [elsewhere], min_iou=0.3) == [None]
     assert match_spans(truth[:1], [elsewhere]) == [elsewhere]  # time and class only
+    entering = EventSpan("car", 40, 90, {38: (200.0, 10.0, 220.0, 30.0)})  # keyframe 2 frames before "in view"
+    assert match_spans(truth[1:2], [entering], min_iou=0.3) == [entering]
     both = EventSpan("car", 0, 90, {})
     assert match_spans(truth[:2], [both]) == [both, None]  # one found event answers one reference event

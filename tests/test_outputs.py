@@ -74,7 +74,11 @@ def _events() -> list[Event]:
     ]
 
 
-STATS = {"frames_total": 300, "frames_inferred": 20, "wall_time_s": 1.25, "bad_ranges": [(100, 104)]}
+# As the scan hands them over: numpy counts, tuples, whatever else it reports (a Path here).
+STATS = {
+    "frames_total": 300, "frames_inferred": np.int64(20), "wall_time_s": 1.25, "bad_ranges": [(100, 104)],
+    "weights": Path("weights/demo.pt"),
+}  # fmt: skip
 
 
 def _write(out_dir: Path, video: VideoInfo, dataset: str | None = None, events: list[Event] | None = None):
@@ -121,6 +125,7 @@ def test_events_json_describes_each_event_and_the_run(scan):
     assert document["settings"] == ScanConfig(dataset=None).model_dump(mode="json")
     assert document["stats"]["bad_ranges"] == [[100, 104]]
     assert document["stats"]["frames_inferred"] == 20
+    assert document["stats"]["weights"] == "weights/demo.pt"
     assert document["stats"]["events"] == 2
 
     ladder, person = document["events"]
@@ -282,6 +287,16 @@ def test_failed_rewrite_leaves_previous_results_in_place(scan, monkeypatch):
     after = {path.relative_to(paths["out_dir"]): path.read_bytes() for path in paths["out_dir"].rglob("*.*")}
     assert after == before
     assert [path.name for path in paths["out_dir"].parent.iterdir()] == ["survey"]  # no partial folder left
+
+
+def test_an_event_without_a_keyframe_is_refused_before_writing(tmp_path):
+    events = _events()
+    with pytest.raises(ValueError, match=r"no keyframe image for event\(s\) \[2\]"):
+        write_scan_outputs(
+            tmp_path / "out", _video(tmp_path / "a.mp4"), ScanConfig(dataset=None), events, _detections(),
+            CLASS_NAMES, {1: _frame_image(1)}, dict(STATS),
+        )  # fmt: skip
+    assert not (tmp_path / "out").exists()
 
 
 def test_refuses_to_replace_a_folder_that_is_not_scan_results(tmp_path):

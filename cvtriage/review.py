@@ -1,0 +1,387 @@
+"""Review: open cvtriage's datasets in the FiftyOne App, and write reviewed labels back as YOLO.
+
+The last stage of the labels' path (dataset -> predictions -> audit -> review). People look at
+scan events and audit findings in the App, correct or tag labels there (or in CVAT / Label
+Studio through FiftyOne's annotation API), and `export_reviewed_labels` turns the corrected
+dataset back into a YOLO dataset with the same class list, in the same order, and the same splits.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import fiftyone as fo
+import fiftyone.core.service as fos
+from fiftyone import ViewField as F
+
+from cvtriage.dataset import GROUND_TRUTH, IMAGE_SUFFIXES, SPLIT_KEYS, label_path_for
+from cvtriage.errors import CvtriageError
+
+DEFAULT_PORT = 5151
+LOOPBACK = "127.0.0.1"
+# Reviewers tag a whole sample, or single labels, with this to keep them out of the export.
+DEFAULT_SKIP_TAGS = ("reject",)
+# Loggers that print FiftyOne's own launch banner and ssh advice; the CLI prints its own.
+_SESSION_LOGGERS = ("fiftyone.core.session.session", "fiftyone.core.session")
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding datasets
+
+
+def _describe_existing(names: list[str]) -> str:
+    if not names:
+        return "there are no FiftyOne datasets yet: run `cvtriage scan` or `cvtriage audit-labels` first"
+    return f"existing datasets: {', '.join(sorted(names))}"
+
+
+def is_cvtriage_dataset(dataset: fo.Dataset) -> bool:
+    """Written by cvtriage: a label dataset (records its data.yaml or COCO file) or a scan."""
+    return (
+        "data_yaml" in dataset.info
+        or "coco_json" in dataset.info
+        or "source_video" in dataset.get_field_schema()
+        or dataset.name.startswith("cvtriage")
+    )
+
+
+def load_review_dataset(name: str | None = None) -> fo.Dataset:
+    """The dataset called `name`, or when None the most recently modified cvtriage dataset."""
+    if name is not None:
+        if not fo.dataset_exists(name):
+            raise CvtriageError(f"no FiftyOne dataset named '{name}' ({_describe_existing(fo.list_datasets())})")
+        return fo.load_dataset(name)
+    infos = fo.list_datasets(info=True)
+    newest_first = sorted(
+        infos, key=lambda info: info["last_modified_at"] or info["created_at"], reverse=True
+    )
+    for info in newest_first:
+        dataset = fo.load_dataset(info["name"])
+        if is_cvtriage_dataset(dataset):
+            return dataset
+    names = [info["name"] for info in infos]
+    if names:
+        raise CvtriageError(f"no cvtriage dataset found: name one ({_describe_existing(names)})")
+    raise CvtriageError(_describe_existing(names))
+
+
+# ---------------------------------------------------------------------------------------------
+# The App
+
+
+@dataclass
+class AppSession:
+    """A running App: its FiftyOne session, where to open it, and what it shows."""
+
+    session: fo.Session
+    url: str
+    dataset_name: str
+    sample_count: int
+    saved_views: list[str]
+    view_name: str | None
+
+    def close(self) -> None:
+        # Closing the last session on a port stops FiftyOne's server subprocess and waits for it.
+        self.session.close()
+
+
+def is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address == "localhost"
+
+
+def check_port_free(address: str, port: int) -> None:
+    """Fail now, in one line, rather than let FiftyOne wait a minute for a port it cannot bind
+    (or silently attach to another App already serving there)."""
+    if not 1 <= port <= 65535:
+        raise CvtriageError(f"--port {port}: expected a port number 1..65535")
+    try:
+        family = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)[0][0]
+    except socket.gaierror:
+        raise CvtriageError(f"--address {address}: not a valid address or host name") from None
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # The App's server sets SO_REUSEADDR too, so a port in TIME_WAIT counts as free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((address, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise CvtriageError(
+                    f"port {port} on {address} is already in use (another App or server?): choose another with --port"
+                ) from None
+            if error.errno == errno.EACCES:
+                raise CvtriageError(f"port {port}: permission denied (ports below 1024 need root): use --port 5151") from None
+            raise CvtriageError(f"--address {address}: cannot serve there ({error.strerror})") from None
+
+
+@contextmanager
+def _quiet_session_logs():
+    # FiftyOne logs a banner and ssh port-forwarding advice at INFO; the CLI says it shorter.
+    loggers = [logging.getLogger(name) for name in _SESSION_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def launch_review_app(
+    dataset: fo.Dataset,
+    port: int = DEFAULT_PORT,
+    address: str = LOOPBACK,
+    view_name: str | None = None,
+) -> AppSession:
+    """Serve the App on address:port with `dataset` loaded (and saved view `view_name` open).
+
+    Returns once the server listens; the caller keeps the process alive and calls close().
+    """
+    saved_views = dataset.list_saved_views()
+    view = None
+    if view_name is not None:
+        if view_name not in saved_views:
+            known = ", ".join(saved_views) if saved_views else "none"
+            raise CvtriageError(f"dataset '{dataset.name}' has no saved view '{view_name}' (saved views: {known})")
+        view = dataset.load_saved_view(view_name)
+    check_port_free(address, port)
+    try:
+        with _quiet_session_logs():
+            # remote=True: serve only; a server has no browser to open (the CLI prints the URL).
+            session = fo.launch_app(dataset, view=view, port=port, address=address, remote=True)
+    except fos.ServiceListenTimeout:
+        raise CvtriageError(f"the FiftyOne App could not listen on {address}:{port}") from None
+    return AppSession(
+        session=session,
+        url=session.url,
+        dataset_name=dataset.name,
+        sample_count=len(dataset),
+        saved_views=saved_views,
+        view_name=view_name,
+    )
+
+
+def _stop_on_sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
+def serve_until_interrupted(app_session: AppSession) -> None:
+    """Keep the App running until Ctrl-C (or SIGTERM), then stop its server cleanly."""
+    if threading.current_thread() is threading.main_thread():
+        # A parent that ignores SIGINT (nohup, some CI runners) would otherwise make Ctrl-C a no-op.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        app_session.session.wait(-1)  # negative: keep serving even when no browser tab is open
+    except KeyboardInterrupt:
+        pass
+    finally:
+        app_session.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Export of reviewed labels
+
+
+@dataclass
+class SplitExport:
+    split: str
+    images: int = 0
+    boxes: int = 0
+    skipped_samples: int = 0
+    skipped_labels: int = 0
+
+
+@dataclass
+class LabelExport:
+    out_dir: Path
+    yaml_path: Path
+    names: list[str]
+    splits: list[SplitExport] = field(default_factory=list)
+    untagged_samples: int = 0  # samples with no split tag, left out
+
+
+def _class_list(dataset: fo.Dataset, label_field: str) -> list[str]:
+    classes = list(dataset.default_classes) or list(dataset.classes.get(label_field, []))
+    if not classes:
+        raise CvtriageError(
+            f"dataset '{dataset.name}' has no class list (default_classes): the YOLO class ids would be guessed; "
+            "set dataset.default_classes to the data.yaml names first"
+        )
+    return classes
+
+
+def _check_label_field(dataset: fo.Dataset, label_field: str) -> None:
+    schema = dataset.get_field_schema(embedded_doc_type=fo.Detections)
+    if label_field not in schema:
+        known = ", ".join(sorted(schema)) or "none"
+        raise CvtriageError(
+            f"dataset '{dataset.name}' has no detections field '{label_field}' (detections fields: {known})"
+        )
+
+
+def _splits_to_export(dataset: fo.Dataset, requested: list[str] | None) -> list[str]:
+    counts = dataset.count_sample_tags()
+    splits = requested or [split for split in SPLIT_KEYS if counts.get(split)]
+    unknown = [split for split in splits if split not in SPLIT_KEYS]
+    if unknown:
+        raise CvtriageError(f"--splits: unknown split {', '.join(unknown)} (expected some of {', '.join(SPLIT_KEYS)})")
+    for needed in ("train", "val"):
+        if needed not in splits:
+            raise CvtriageError(f"--splits: '{needed}' is required (Ultralytics trains on train and validates on val)")
+        if not counts.get(needed):
+            raise CvtriageError(f"dataset '{dataset.name}' has no samples tagged '{needed}'")
+    return [split for split in SPLIT_KEYS if split in splits]
+
+
+def _check_single_split(samples: fo.DatasetView, dataset_name: str) -> None:
+    doubled = samples.match(F("tags").filter(F().is_in(list(SPLIT_KEYS))).length() > 1)
+    if len(doubled):
+        example = doubled.first().filepath
+        raise CvtriageError(
+            f"dataset '{dataset_name}': {len(doubled)} samples carry more than one split tag (e.g. {example}); "
+            "a sample in two splits would leak between training and validation"
+        )
+
+
+def _check_known_labels(samples: fo.DatasetView, dataset_name: str, label_field: str, names: list[str]) -> None:
+    # FiftyOne's exporter drops objects of an unknown class with a mere warning; a reviewer's
+    # typo or new class must not vanish from the training data unnoticed.
+    counts = samples.count_values(f"{label_field}.detections.label")
+    unknown = {label: count for label, count in counts.items() if label not in names}
+    if unknown:
+        listed = ", ".join(f"'{label}' ({count})" for label, count in sorted(unknown.items(), key=lambda item: str(item[0])))
+        raise CvtriageError(
+            f"dataset '{dataset_name}': {label_field} has labels outside the class list {names}: {listed}; "
+            "rename them or add the class to default_classes"
+        )
+
+
+def _write_empty_label_files(out_dir: Path, split: str) -> None:
+    # FiftyOne writes no label file for a sample without labels; an empty one says "no objects"
+    # explicitly, so readers do not report the image as unlabeled.
+    for image_path in (out_dir / "images" / split).iterdir():
+        if image_path.suffix.lower() in IMAGE_SUFFIXES:
+            label_path = label_path_for(image_path)
+            if not label_path.exists():
+                label_path.parent.mkdir(parents=True, exist_ok=True)
+                label_path.touch()
+
+
+@contextmanager
+def _quiet_fiftyone_export():
+    # With a progress callback FiftyOne still draws its own text bar (the caller draws one), and it
+    # warns that each split after the first is "merged" into the export folder, as intended.
+    shown = fo.config.show_progress_bars
+    collections_logger = logging.getLogger("fiftyone.core.collections")
+    level = collections_logger.level
+    fo.config.show_progress_bars = False
+    collections_logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # unknown classes, which it warns about, are ruled out before
+            yield
+    finally:
+        fo.config.show_progress_bars = shown
+        collections_logger.setLevel(level)
+
+
+def _replace_dir(finished: Path, out_dir: Path) -> None:
+    if out_dir.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+        os.replace(out_dir, old / out_dir.name)
+        os.replace(finished, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(finished, out_dir)
+
+
+def export_reviewed_labels(
+    dataset: fo.Dataset,
+    out_dir: Path,
+    label_field: str = GROUND_TRUTH,
+    splits: list[str] | None = None,
+    skip_tags: tuple[str, ...] | list[str] = DEFAULT_SKIP_TAGS,
+    overwrite: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> LabelExport:
+    """Write `dataset` as a YOLO dataset in out_dir: one data.yaml, images/<split>, labels/<split>.
+
+    Class ids follow dataset.default_classes for every split (exporting splits one by one
+    without an explicit class list numbers each split's classes differently: fiftyone#1952).
+    Samples tagged with any of `skip_tags` are left out, and so are labels tagged with them.
+    The export is written to a temporary folder beside out_dir and renamed when complete.
+    on_progress(done, total) is called as images are written.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not (out_dir.is_dir() and not any(out_dir.iterdir())) and not overwrite:
+        raise CvtriageError(f"{out_dir}: already exists (pass --overwrite to replace it)")
+    _check_label_field(dataset, label_field)
+    names = _class_list(dataset, label_field)
+    export_splits = _splits_to_export(dataset, splits)
+    skip = list(skip_tags)
+
+    result = LabelExport(out_dir=out_dir, yaml_path=out_dir / "data.yaml", names=names)
+    result.untagged_samples = len(dataset.match_tags(list(SPLIT_KEYS), bool=False))
+    views = {}
+    for split in export_splits:
+        in_split = dataset.match_tags(split)
+        kept = in_split.match_tags(skip, bool=False) if skip else in_split
+        summary = SplitExport(split=split, skipped_samples=len(in_split) - len(kept))
+        boxes_before = kept.count(f"{label_field}.detections")
+        if skip:
+            kept = kept.filter_labels(label_field, ~F("tags").contains(skip), only_matches=False)
+        summary.images = len(kept)
+        summary.boxes = kept.count(f"{label_field}.detections")
+        summary.skipped_labels = boxes_before - summary.boxes
+        if summary.images == 0:
+            raise CvtriageError(f"dataset '{dataset.name}': every '{split}' sample is tagged {', '.join(skip)}")
+        views[split] = kept
+        result.splits.append(summary)
+    exported = dataset.match_tags(export_splits)
+    exported = exported.match_tags(skip, bool=False).filter_labels(
+        label_field, ~F("tags").contains(skip), only_matches=False
+    ) if skip else exported  # fmt: skip
+    _check_single_split(exported, dataset.name)
+    _check_known_labels(exported, dataset.name, label_field, names)
+
+    total, done = len(exported), 0
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    work_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        for split, kept in views.items():
+            with _quiet_fiftyone_export():
+                kept.export(
+                    export_dir=str(work_dir),
+                    dataset_type=fo.types.YOLOv5Dataset,
+                    label_field=label_field,
+                    split=split,
+                    classes=names,  # the same list for every split (fiftyone#1952)
+                    yaml_path="data.yaml",
+                    include_path=False,  # an absolute path would point at the temporary folder
+                    export_media=True,
+                    progress=(lambda bar, offset=done: on_progress(offset + bar.iteration, total)) if on_progress else False,
+                )
+            done += len(kept)
+            _write_empty_label_files(work_dir, split)
+        _replace_dir(work_dir, out_dir)
+    except BaseException:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        raise
+    return result
