@@ -25,7 +25,7 @@ app = typer.Typer(
     add_completion=False,
 )
 synth_app = typer.Typer(help="Make synthetic aerial data with exact ground truth.", no_args_is_help=True)
-app.add_typer(synth_app, name="synth")
+app.add_typer(synth_app, name="synth", rich_help_panel="Data")
 
 console = Console(stderr=True)
 
@@ -66,126 +66,7 @@ def user_errors(command):
     return wrapper
 
 
-@app.command("train")
-@user_errors
-def train_command(
-    data: Path = typer.Argument(..., help="YOLO data.yaml, or a dataset folder holding one."),
-    weights: Optional[str] = typer.Option(None, help="Start weights (.pt to fine-tune; yolo11n.yaml trains from scratch)."),
-    epochs: Optional[int] = typer.Option(None, help="Passes over the training images."),
-    imgsz: Optional[int] = typer.Option(None, help="Training image size in pixels."),
-    batch: Optional[str] = typer.Option(None, help="Images per batch, or auto (AutoBatch on CUDA, 16 on CPU)."),
-    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, or a CUDA index such as 0."),
-    freeze: Optional[int] = typer.Option(None, help="Freeze the first N layers (10 = the backbone)."),
-    exclude: Optional[Path] = typer.Option(
-        None, help="audit.csv from audit-labels: leave its flagged images out of the train split (never val)."
-    ),
-    exclude_top: Optional[int] = typer.Option(None, min=1, help="With --exclude: only its K highest-ranked rows."),
-    exclude_min_score: Optional[float] = typer.Option(None, help="With --exclude: only rows scoring at least S."),
-    export: Optional[str] = typer.Option(None, help="Export the best model too: onnx, openvino or onnx,openvino."),
-    out: Optional[Path] = typer.Option(None, help="Parent folder of the run folder (default runs/train)."),
-    name: Optional[str] = typer.Option(None, help="Run folder name (default: the dataset folder's name)."),
-    save_to: Optional[Path] = typer.Option(None, help="Also copy the best weights here, e.g. weights/mine.pt."),
-    seed: Optional[int] = typer.Option(None, help="Random seed."),
-    workers: Optional[int] = typer.Option(None, help="CUDA data-loader workers (default min(8, cores); none on the CPU)."),
-    config: Optional[Path] = typer.Option(None, help="Settings file overriding configs/everyday.yaml."),
-) -> None:
-    """Fine-tune a detector on a YOLO dataset; write best.pt, metrics.json and plots to the run folder."""
-    from cvtriage.config import load_train_config
-    from cvtriage.train import ExclusionRule, metrics_table, train
-
-    if (exclude_top is not None or exclude_min_score is not None) and exclude is None:
-        raise CvtriageError("--exclude-top and --exclude-min-score need --exclude AUDIT_CSV")
-    if exclude_top is not None and exclude_min_score is not None:
-        raise CvtriageError("give --exclude-top or --exclude-min-score, not both")
-    settings = load_train_config(
-        config,
-        weights=weights, epochs=epochs, imgsz=imgsz, batch=batch, device=device, freeze=freeze, export=export,
-        out=None if out is None else str(out), name=name, seed=seed, workers=workers,
-    )
-    exclusion = ExclusionRule(exclude, exclude_top, exclude_min_score) if exclude is not None else None
-    result = train(data, settings, exclusion=exclusion, save_to=save_to, console=console)
-    console.print(metrics_table(result.metrics))
-    console.print(f"Best weights: {result.best_weights}")
-    console.print(f"Metrics and plots: {result.run_dir}")
-    for export_format, path in result.exports.items():
-        console.print(f"{export_format} export: {path}")
-    if result.saved_to is not None:
-        console.print(f"Copied the best weights to {result.saved_to}")
-
-
-@app.command("inject-errors")
-@user_errors
-def inject_errors_command(
-    data: Path = typer.Argument(..., help="YOLO data.yaml, or a dataset folder holding one."),
-    out: Path = typer.Argument(..., help="New folder for the corrupted copy (data.yaml, images/, labels/, manifest.json)."),
-    rate: float = typer.Option(0.05, help="Fraction of the boxes in --splits to corrupt, split evenly across --kinds."),
-    kinds: str = typer.Option("class,missing,spurious,location", help="Kinds of error, comma-separated."),
-    splits: str = typer.Option("train", help="Splits to corrupt, comma-separated (the others are copied as they are)."),
-    seed: int = typer.Option(0, help="Random seed: the same seed gives the same errors."),
-) -> None:
-    """Copy a YOLO dataset with known label errors, to measure what audit-labels catches."""
-    from rich.table import Table
-
-    from cvtriage.inject import inject_errors
-
-    result = inject_errors(
-        data, out, rate=rate, seed=seed,
-        kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()),
-        splits=tuple(s.strip() for s in splits.split(",") if s.strip()),
-    )
-    table = Table(title=f"Injected {len(result.errors)} label errors into {result.boxes_in_scope} boxes")
-    table.add_column("kind")
-    table.add_column("errors", justify="right")
-    for kind, count in result.counts().items():
-        table.add_row(kind, str(count))
-    console.print(table)
-    console.print(f"Dataset: {result.data_yaml}", soft_wrap=True, highlight=False)
-    console.print(f"Manifest: {result.manifest_path}", soft_wrap=True, highlight=False)
-
-
-@app.command("audit-labels")
-@user_errors
-def audit_labels_command(
-    data: str = typer.Argument(..., help="YOLO data.yaml or dataset folder, a COCO JSON, or a FiftyOne dataset name."),
-    weights: Optional[str] = typer.Option(None, help="Detector trained on the dataset's classes (default: reuse its predictions)."),
-    dataset: Optional[str] = typer.Option(None, help="FiftyOne dataset to load into (default cvtriage-<dataset folder>)."),
-    images: Optional[Path] = typer.Option(None, help="COCO only: the images folder (default: images/ next to the JSON)."),
-    split: Optional[str] = typer.Option(None, help="Split to audit: train, val, test or all."),
-    top: Optional[int] = typer.Option(None, help="Keep only the K highest-ranked findings."),
-    out: Optional[Path] = typer.Option(None, help="Folder for audit.csv and audit.json (default runs/audit/<dataset>)."),
-    conf: Optional[float] = typer.Option(None, help="Lowest prediction confidence kept (low, so the ranking sees doubts)."),
-    iou: Optional[float] = typer.Option(None, help="NMS IoU of the predictions."),
-    imgsz: Optional[int] = typer.Option(None, help="Inference size in pixels."),
-    batch: Optional[int] = typer.Option(None, help="Images per inference batch."),
-    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, or a CUDA index such as 0."),
-    evaluate_conf: Optional[float] = typer.Option(None, help="Lowest confidence in FiftyOne's evaluation and mistakenness."),
-    match_iou: Optional[float] = typer.Option(None, help="IoU at which a prediction and a label are the same object."),
-    location_min_iou: Optional[float] = typer.Option(None, help="Lowest IoU at which a same-class prediction shows a badly placed box."),
-    missing_confidence: Optional[float] = typer.Option(None, help="FiftyOne Brain's possible_missing confidence (its default 0.95)."),
-    min_score: Optional[float] = typer.Option(None, help="Findings scoring at least this are tagged and reported."),
-    config: Optional[Path] = typer.Option(None, help="Settings file overriding configs/audit.yaml."),
-) -> None:
-    """Rank labels by how likely they are wrong (class, missing, spurious, location); tag them in FiftyOne."""
-    from cvtriage.audit import audit_labels, summary_tables
-    from cvtriage.config import load_audit_config
-
-    settings = load_audit_config(
-        config, weights=weights, dataset=dataset, split=split, top=top, out=None if out is None else str(out),
-        conf=conf, iou=iou, imgsz=imgsz, batch=batch, device=device, evaluate_conf=evaluate_conf, match_iou=match_iou,
-        location_min_iou=location_min_iou, missing_confidence=missing_confidence, min_score=min_score,
-    )
-    report = audit_labels(data, settings, images_dir=images)
-    for problem in report.problems[:20]:
-        console.print(f"[yellow]warning:[/] {problem} (left out)", soft_wrap=True, highlight=False)
-    if len(report.problems) > 20:
-        console.print(f"[yellow]warning:[/] {len(report.problems) - 20} more images left out")
-    for table in summary_tables(report):
-        console.print(table)
-    console.print(f"FiftyOne dataset: {report.dataset_name} (saved views likely-mislabeled, audit-<kind>)", soft_wrap=True)
-    console.print(f"Report: {report.out_dir / 'audit.csv'}, audit.json, audit_scores.png", soft_wrap=True, highlight=False)
-
-
-@app.command("scan")
+@app.command("scan", rich_help_panel="Triage footage")
 @user_errors
 def scan_command(
     source: Path = typer.Argument(..., help="A video file, or a folder of images (read in name order)."),
@@ -249,7 +130,126 @@ class _ProgressBar:
             self.progress.stop()
 
 
-@synth_app.command("dataset")
+@app.command("train", rich_help_panel="Train")
+@user_errors
+def train_command(
+    data: Path = typer.Argument(..., help="YOLO data.yaml, or a dataset folder holding one."),
+    weights: Optional[str] = typer.Option(None, help="Start weights (.pt to fine-tune; yolo11n.yaml trains from scratch)."),
+    epochs: Optional[int] = typer.Option(None, help="Passes over the training images."),
+    imgsz: Optional[int] = typer.Option(None, help="Training image size in pixels."),
+    batch: Optional[str] = typer.Option(None, help="Images per batch, or auto (AutoBatch on CUDA, 16 on CPU)."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, or a CUDA index such as 0."),
+    freeze: Optional[int] = typer.Option(None, help="Freeze the first N layers (10 = the backbone)."),
+    exclude: Optional[Path] = typer.Option(
+        None, help="audit.csv from audit-labels: leave its flagged images out of the train split (never val)."
+    ),
+    exclude_top: Optional[int] = typer.Option(None, min=1, help="With --exclude: only its K highest-ranked rows."),
+    exclude_min_score: Optional[float] = typer.Option(None, help="With --exclude: only rows scoring at least S."),
+    export: Optional[str] = typer.Option(None, help="Export the best model too: onnx, openvino or onnx,openvino."),
+    out: Optional[Path] = typer.Option(None, help="Parent folder of the run folder (default runs/train)."),
+    name: Optional[str] = typer.Option(None, help="Run folder name (default: the dataset folder's name)."),
+    save_to: Optional[Path] = typer.Option(None, help="Also copy the best weights here, e.g. weights/mine.pt."),
+    seed: Optional[int] = typer.Option(None, help="Random seed."),
+    workers: Optional[int] = typer.Option(None, help="CUDA data-loader workers (default min(8, cores); none on the CPU)."),
+    config: Optional[Path] = typer.Option(None, help="Settings file overriding configs/everyday.yaml."),
+) -> None:
+    """Fine-tune a detector on a YOLO dataset; write best.pt, metrics.json and plots to the run folder."""
+    from cvtriage.config import load_train_config
+    from cvtriage.train import ExclusionRule, metrics_table, train
+
+    if (exclude_top is not None or exclude_min_score is not None) and exclude is None:
+        raise CvtriageError("--exclude-top and --exclude-min-score need --exclude AUDIT_CSV")
+    if exclude_top is not None and exclude_min_score is not None:
+        raise CvtriageError("give --exclude-top or --exclude-min-score, not both")
+    settings = load_train_config(
+        config,
+        weights=weights, epochs=epochs, imgsz=imgsz, batch=batch, device=device, freeze=freeze, export=export,
+        out=None if out is None else str(out), name=name, seed=seed, workers=workers,
+    )
+    exclusion = ExclusionRule(exclude, exclude_top, exclude_min_score) if exclude is not None else None
+    result = train(data, settings, exclusion=exclusion, save_to=save_to, console=console)
+    console.print(metrics_table(result.metrics))
+    console.print(f"Best weights: {result.best_weights}")
+    console.print(f"Metrics and plots: {result.run_dir}")
+    for export_format, path in result.exports.items():
+        console.print(f"{export_format} export: {path}")
+    if result.saved_to is not None:
+        console.print(f"Copied the best weights to {result.saved_to}")
+
+
+@app.command("inject-errors", rich_help_panel="Data")
+@user_errors
+def inject_errors_command(
+    data: Path = typer.Argument(..., help="YOLO data.yaml, or a dataset folder holding one."),
+    out: Path = typer.Argument(..., help="New folder for the corrupted copy (data.yaml, images/, labels/, manifest.json)."),
+    rate: float = typer.Option(0.05, help="Fraction of the boxes in --splits to corrupt, split evenly across --kinds."),
+    kinds: str = typer.Option("class,missing,spurious,location", help="Kinds of error, comma-separated."),
+    splits: str = typer.Option("train", help="Splits to corrupt, comma-separated (the others are copied as they are)."),
+    seed: int = typer.Option(0, help="Random seed: the same seed gives the same errors."),
+) -> None:
+    """Copy a YOLO dataset with known label errors, to measure what audit-labels catches."""
+    from rich.table import Table
+
+    from cvtriage.inject import inject_errors
+
+    result = inject_errors(
+        data, out, rate=rate, seed=seed,
+        kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()),
+        splits=tuple(s.strip() for s in splits.split(",") if s.strip()),
+    )
+    table = Table(title=f"Injected {len(result.errors)} label errors into {result.boxes_in_scope} boxes")
+    table.add_column("kind")
+    table.add_column("errors", justify="right")
+    for kind, count in result.counts().items():
+        table.add_row(kind, str(count))
+    console.print(table)
+    console.print(f"Dataset: {result.data_yaml}", soft_wrap=True, highlight=False)
+    console.print(f"Manifest: {result.manifest_path}", soft_wrap=True, highlight=False)
+
+
+@app.command("audit-labels", rich_help_panel="Review")
+@user_errors
+def audit_labels_command(
+    data: str = typer.Argument(..., help="YOLO data.yaml or dataset folder, a COCO JSON, or a FiftyOne dataset name."),
+    weights: Optional[str] = typer.Option(None, help="Detector trained on the dataset's classes (default: reuse its predictions)."),
+    dataset: Optional[str] = typer.Option(None, help="FiftyOne dataset to load into (default cvtriage-<dataset folder>)."),
+    images: Optional[Path] = typer.Option(None, help="COCO only: the images folder (default: images/ next to the JSON)."),
+    split: Optional[str] = typer.Option(None, help="Split to audit: train, val, test or all."),
+    top: Optional[int] = typer.Option(None, help="Keep only the K highest-ranked findings."),
+    out: Optional[Path] = typer.Option(None, help="Folder for audit.csv and audit.json (default runs/audit/<dataset>)."),
+    conf: Optional[float] = typer.Option(None, help="Lowest prediction confidence kept (low, so the ranking sees doubts)."),
+    iou: Optional[float] = typer.Option(None, help="NMS IoU of the predictions."),
+    imgsz: Optional[int] = typer.Option(None, help="Inference size in pixels."),
+    batch: Optional[int] = typer.Option(None, help="Images per inference batch."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, or a CUDA index such as 0."),
+    evaluate_conf: Optional[float] = typer.Option(None, help="Lowest confidence in FiftyOne's evaluation and mistakenness."),
+    match_iou: Optional[float] = typer.Option(None, help="IoU at which a prediction and a label are the same object."),
+    location_min_iou: Optional[float] = typer.Option(None, help="Lowest IoU at which a same-class prediction shows a badly placed box."),
+    missing_confidence: Optional[float] = typer.Option(None, help="FiftyOne Brain's possible_missing confidence (its default 0.95)."),
+    min_score: Optional[float] = typer.Option(None, help="Findings scoring at least this are tagged and reported."),
+    config: Optional[Path] = typer.Option(None, help="Settings file overriding configs/audit.yaml."),
+) -> None:
+    """Rank labels by how likely they are wrong (class, missing, spurious, location); tag them in FiftyOne."""
+    from cvtriage.audit import audit_labels, summary_tables
+    from cvtriage.config import load_audit_config
+
+    settings = load_audit_config(
+        config, weights=weights, dataset=dataset, split=split, top=top, out=None if out is None else str(out),
+        conf=conf, iou=iou, imgsz=imgsz, batch=batch, device=device, evaluate_conf=evaluate_conf, match_iou=match_iou,
+        location_min_iou=location_min_iou, missing_confidence=missing_confidence, min_score=min_score,
+    )
+    report = audit_labels(data, settings, images_dir=images)
+    for problem in report.problems[:20]:
+        console.print(f"[yellow]warning:[/] {problem} (left out)", soft_wrap=True, highlight=False)
+    if len(report.problems) > 20:
+        console.print(f"[yellow]warning:[/] {len(report.problems) - 20} more images left out")
+    for table in summary_tables(report):
+        console.print(table)
+    console.print(f"FiftyOne dataset: {report.dataset_name} (saved views likely-mislabeled, audit-<kind>)", soft_wrap=True)
+    console.print(f"Report: {report.out_dir / 'audit.csv'}, audit.json, audit_scores.png", soft_wrap=True, highlight=False)
+
+
+@synth_app.command("dataset", rich_help_panel="Data")
 @user_errors
 def synth_dataset_command(
     out: Path = typer.Argument(..., help="New folder for the dataset (data.yaml, images/, labels/)."),
@@ -275,7 +275,7 @@ def synth_dataset_command(
     console.print(f"Dataset: {summary.yaml_path}")
 
 
-@synth_app.command("video")
+@synth_app.command("video", rich_help_panel="Data")
 @user_errors
 def synth_video_command(
     out: Path = typer.Argument(..., help="The flyover video to write (.mp4); ground truth goes to OUT.truth.json."),
@@ -284,7 +284,9 @@ def synth_video_command(
     width: int = typer.Option(1280, help="Frame width in pixels."),
     height: int = typer.Option(720, help="Frame height in pixels."),
     seed: int = typer.Option(0, help="Random seed: the same seed gives the same video and truth."),
-    objects: int = typer.Option(12, help="Objects to fly over (well apart; each seen in one interval)."),
+    objects: Optional[int] = typer.Option(
+        None, help="Objects to fly over, well apart, each seen in one interval (default: as many as fit, at most 12)."
+    ),
     classes: str = typer.Option("ladder,fire extinguisher,bag,antenna", help="Classes to draw, comma-separated."),
     force: bool = typer.Option(False, "--force", help="Replace OUT and its truth file if they exist."),
 ) -> None:
@@ -297,7 +299,7 @@ def synth_video_command(
     console.print(summary_table(summary))
 
 
-@app.command("app")
+@app.command("app", rich_help_panel="Review")
 @user_errors
 def app_command(
     dataset: Optional[str] = typer.Argument(None, help="FiftyOne dataset (default: the most recently modified cvtriage dataset)."),
@@ -334,7 +336,7 @@ def app_command(
     console.print("App stopped.")
 
 
-@app.command("export-labels")
+@app.command("export-labels", rich_help_panel="Review")
 @user_errors
 def export_labels_command(
     dataset: str = typer.Argument(..., help="FiftyOne dataset holding the reviewed labels."),

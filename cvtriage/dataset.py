@@ -18,6 +18,8 @@ import yaml
 
 from cvtriage.errors import CvtriageError
 
+# Problems listed in full; the rest are counted (a broken dataset can have thousands).
+PROBLEMS_SHOWN = 10
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 SPLIT_KEYS = ("train", "val", "test")
 UNDECODABLE_IMAGE = "image cannot be decoded"
@@ -399,3 +401,19 @@ def _coco_samples(json_path: Path, images_dir: Path | None):
     finally:
         imported.delete()
     return samples, classes, {"coco_json": str(json_path.resolve())}, problems
+
+
+def print_problems(console, problems: list[DataProblem], title: str, root: Path | None = None) -> None:
+    """A short table of problems, naming each file (relative to the dataset root), capped with a count."""
+    from rich.table import Table
+
+    table = Table(title=f"{title} ({len(problems)})", title_justify="left")
+    table.add_column("file")
+    table.add_column("line", justify="right")
+    table.add_column("problem")
+    for problem in problems[:PROBLEMS_SHOWN]:
+        path = problem.path.relative_to(root) if root and problem.path.is_relative_to(root) else problem.path
+        table.add_row(str(path), str(problem.line or ""), problem.message)
+    if len(problems) > PROBLEMS_SHOWN:
+        table.caption = f"... and {len(problems) - PROBLEMS_SHOWN} more"
+    console.print(table)

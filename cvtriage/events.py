@@ -3,7 +3,8 @@
 Two jobs, both pure functions of the per-frame detections (so a resumed scan that replays its
 detection log gets the same events):
 - coarse-to-fine: where two consecutive sampled frames disagree (an object appeared or left
-  between them), probe the frames in between and bisect down to the exact frame of the change;
+  between them, not merely scored a little under the threshold), probe the frames in between
+  and bisect down to the exact frame of the change;
 - tracking: Ultralytics' ByteTrack, fed the inferred frames in frame order, links detections into
   tracks; each confirmed track becomes an Event.
 And one yardstick, `match_spans`: which events of a reference (every-frame inference, or a
@@ -57,8 +58,9 @@ def class_counts(frame: FrameDetections, min_score: float = 0.0) -> Counter:
 def changed_classes(a: FrameDetections, b: FrameDetections, conf: float) -> list[int]:
     """Classes of which one frame shows more objects at `conf` than the other shows at all.
 
-    Frames hold detections down to detect.WEAK_CONF_SHARE x conf: an object whose score dips a little
-    below `conf` in one frame is still there, not a change worth refining (the tracker bridges it).
+    Frames hold detections down to detect.WEAK_CONF_SHARE x conf: an object whose score dips a
+    little below `conf` in one frame is still there, not a change worth refining. (Such a class
+    also differs in its count at `conf`, which is what the bisection narrows down.)
     """
     strong_a, strong_b, all_a, all_b = class_counts(a, conf), class_counts(b, conf), class_counts(a), class_counts(b)
     return sorted(c for c in set(strong_a) | set(strong_b) if strong_a[c] > all_b[c] or strong_b[c] > all_a[c])
@@ -96,8 +98,6 @@ def _bisect(low: FrameDetections, high: FrameDetections, class_id: int, conf: fl
     """Infer frames between two frames until a change of the count of `class_id` at `conf` sits
     between adjacent frames."""
     count = lambda frame: class_counts(frame, conf)[class_id]  # noqa: E731
-    if count(low) == count(high):
-        return  # the change was weak-only at one end (see changed_classes): nothing to narrow
     while high.frame_index - low.frame_index > 1:
         middle = detect_frame((low.frame_index + high.frame_index) // 2)
         if middle is None:
@@ -332,15 +332,18 @@ def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def match_spans(reference: list[EventSpan], found: list[EventSpan], min_iou: float = 0.0) -> list[EventSpan | None]:
-    """For each reference span (in order), the found span matched to it one-to-one, or None.
+def match_spans(
+    reference: list[EventSpan], found: list[EventSpan], min_iou: float = 0.0, one_to_one: bool = True
+) -> list[EventSpan | None]:
+    """For each reference span (in order), the found span matched to it, or None.
 
     A found span matches when it has the same class and shares frames with the reference span;
     with `min_iou` > 0 its keyframe box must also overlap the reference's box in that frame by at
     least `min_iou` (so a hit elsewhere in the frame does not count). A keyframe just outside the
     reference span (an object entering, not yet counted as in view) is compared with the
     reference's nearest frame. Greedy, earliest reference first, each taking the unused candidate
-    it shares most frames with.
+    it shares most frames with. With `one_to_one` False a found span may answer several reference
+    spans (a reference that splits one flickering object into fragments).
     """
 
     def box_fits(ref: EventSpan, frame: int, box: tuple[float, ...]) -> bool:
@@ -358,7 +361,7 @@ def match_spans(reference: list[EventSpan], found: list[EventSpan], min_iou: flo
         ref = reference[number]
         candidates = [candidate for candidate in unused if fits(ref, candidate)]
         best = max(candidates, key=ref.overlap, default=None)
-        if best is not None:
+        if best is not None and one_to_one:
             unused.remove(best)
         matches[number] = best
     return [matches[number] for number in range(len(reference))]

@@ -324,7 +324,8 @@ class _Scan:
             message = f"cvtriage: warning: {self.video.path}: {bad}"
             self.console.print(message, style="yellow", soft_wrap=True, markup=False, highlight=False)
         # What the model found at the scan's threshold (the weaker ones only served refinement).
-        detections = [frame.at_least(self.settings.conf) for frame in sorted(self.log.frames.values(), key=lambda f: f.frame_index)]
+        in_order = sorted(self.log.frames.values(), key=lambda f: f.frame_index)
+        detections = [frame.at_least(self.settings.conf) for frame in in_order]
         stats = {
             "frames_total": decoded,
             "frames_inferred": len(detections),

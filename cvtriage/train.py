@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cvtriage.config import TrainConfig
-from cvtriage.dataset import DataProblem, YoloDataset, read_yolo_dataset, require_readable_labels
+from cvtriage.dataset import YoloDataset, print_problems, read_yolo_dataset, require_readable_labels
 from cvtriage.errors import CvtriageError
 from cvtriage.model import describe_device, load_model, resolve_device
 
@@ -33,7 +33,6 @@ from cvtriage.model import describe_device, load_model, resolve_device
 AUDIT_COLUMNS = ("rank", "image_path", "score")
 CPU_BATCH = 16
 MAX_CUDA_WORKERS = 8
-PROBLEMS_SHOWN = 10
 
 
 @dataclass(frozen=True)
@@ -101,7 +100,7 @@ def read_training_dataset(data: Path, expected_names: list[str], console: Consol
     would silently drop those images); missing label files and undecodable images are warnings."""
     dataset = read_yolo_dataset(Path(data), check_images=True)
     if dataset.problems:
-        print_problems(console, dataset.problems, dataset.root, "Dataset problems")
+        print_problems(console, dataset.problems, "Dataset problems", dataset.root)
     require_readable_labels(dataset)
     if [name.lower() for name in dataset.names] != [name.lower() for name in expected_names]:
         console.print(
@@ -109,20 +108,6 @@ def read_training_dataset(data: Path, expected_names: list[str], console: Consol
             f"names {expected_names}; the model learns the data.yaml's classes"
         )
     return dataset
-
-
-def print_problems(console: Console, problems: list[DataProblem], root: Path, title: str) -> None:
-    """A short table of problems, naming each file (relative to the dataset root), capped with a count."""
-    table = Table(title=f"{title} ({len(problems)})", title_justify="left")
-    table.add_column("file")
-    table.add_column("line", justify="right")
-    table.add_column("problem")
-    for problem in problems[:PROBLEMS_SHOWN]:
-        path = problem.path.relative_to(root) if problem.path.is_relative_to(root) else problem.path
-        table.add_row(str(path), str(problem.line or ""), problem.message)
-    if len(problems) > PROBLEMS_SHOWN:
-        table.caption = f"... and {len(problems) - PROBLEMS_SHOWN} more"
-    console.print(table)
 
 
 def read_flagged_images(rule: ExclusionRule, dataset_root: Path) -> list[Path]:

@@ -7,6 +7,7 @@ read it at import time.
 import atexit
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -16,6 +17,9 @@ _SESSION_DIR = Path(tempfile.mkdtemp(prefix="cvtriage-tests-"))
 # Registered before fiftyone is imported, so it runs after FiftyOne has stopped its database.
 atexit.register(shutil.rmtree, _SESSION_DIR, ignore_errors=True)
 os.environ["FIFTYONE_DATABASE_DIR"] = str(_SESSION_DIR / "fiftyone-db")
+# FiftyOne attaches to any mongod it already runs for this OS user, whatever the database dir
+# (an open App, another test session): a database name of our own keeps tests out of its data.
+os.environ["FIFTYONE_DATABASE_NAME"] = _SESSION_DIR.name
 os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
 os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"
 os.environ["FIFTYONE_DEFAULT_DATASET_DIR"] = str(_SESSION_DIR / "fiftyone-media")
@@ -39,3 +43,11 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is absent")
     return SHARED_DATA
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # The mongod may be shared (see FIFTYONE_DATABASE_NAME above): drop only this session's database.
+    if "fiftyone" in sys.modules:
+        from fiftyone.core.odm.database import drop_database
+
+        drop_database()

@@ -132,3 +132,4 @@ def test_matching_is_one_to_one_by_class_shared_frames_and_box_overlap():
     assert match_spans(truth[1:2], [entering], min_iou=0.3) == [entering]
     both = EventSpan("car", 0, 90, {})
     assert match_spans(truth[:2], [both]) == [both, None]  # one found event answers one reference event
+    assert match_spans(truth[:2], [both], one_to_one=False) == [both, both]

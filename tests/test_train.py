@@ -16,14 +16,13 @@ from yolo_factory import NAMES, write_yolo_dataset
 
 from cvtriage.cli import app
 from cvtriage.config import load_train_config
-from cvtriage.dataset import DataProblem, read_yolo_dataset
+from cvtriage.dataset import DataProblem, print_problems, read_yolo_dataset
 from cvtriage.errors import CvtriageError
 from cvtriage.model import resolve_device
 from cvtriage.train import (
     ExclusionRule,
     choose_hardware,
     next_run_dir,
-    print_problems,
     read_flagged_images,
     read_training_dataset,
     write_training_data,
@@ -220,7 +219,7 @@ def test_missing_labels_and_broken_images_are_listed_before_training(tmp_path):
 def test_problem_list_is_capped_with_a_count_of_the_rest(tmp_path):
     console = Console(record=True, width=200)
     problems = [DataProblem(tmp_path / f"image_{index}.jpg", "no label file") for index in range(13)]
-    print_problems(console, problems, tmp_path, "Dataset problems")
+    print_problems(console, problems, "Dataset problems", tmp_path)
     text = console.export_text()
     assert "image_9.jpg" in text and "image_10.jpg" not in text
     assert "... and 3 more" in text

@@ -47,6 +47,8 @@ OBJECT_SIZES = (20.0, 100.0)  # world px; zoom 0.85..1.2 makes them about 17..12
 ZOOM_MID, ZOOM_SWING, ZOOM_PERIOD_S = 1.025, 0.175, 25.0
 SPEED = 140.0  # world px per second, +-30%
 SWAY, SWAY_PERIOD_S = 60.0, 17.0  # sideways drift
+# Objects in a flyover when not given: about one every 5 s of a 60 s flight.
+DEFAULT_OBJECTS = 12
 MIN_GAP = 300.0  # world px between object centres, so nearby objects are never one event
 
 
@@ -105,7 +107,7 @@ class FlyoverSpec:
     width: int = 1280
     height: int = 720
     seed: int = 0
-    objects: int = 12
+    objects: int | None = None  # None: as many as fit well apart, at most DEFAULT_OBJECTS
     names: tuple[str, ...] = DEFAULT_CLASSES
 
     def __post_init__(self):
@@ -114,7 +116,7 @@ class FlyoverSpec:
             raise CvtriageError(f"--seconds {self.seconds:g} / --fps {self.fps:g}: need 1..3600 s and 1..120 fps")
         if not (64 <= self.width <= 7680 and 64 <= self.height <= 4320 and self.width % 2 == 0 and self.height % 2 == 0):
             raise CvtriageError(f"--width {self.width} / --height {self.height}: need even sizes, 64..7680 x 64..4320")
-        if self.objects < 0:
+        if self.objects is not None and self.objects < 0:
             raise CvtriageError(f"--objects {self.objects}: must be 0 or more")
 
 
@@ -140,6 +142,9 @@ def build_flyover(spec: FlyoverSpec, hide_objects: bool = False) -> Flyover:
     band = height / 2 / (ZOOM_MID + ZOOM_SWING) - SWAY * k - OBJECT_SIZES[1] * k / 2 - 4 * k
     gap = MIN_GAP * k
     first_x, last_x = centre_x[0] + view_w / 2 + OBJECT_SIZES[1] * k, centre_x[-1] - view_w / 2 - OBJECT_SIZES[1] * k
+    if objects is None:
+        span = last_x - first_x if last_x - first_x >= gap else centre_x[-1] - centre_x[0]
+        objects = min(DEFAULT_OBJECTS, int(span // gap) + 1)
     if last_x - first_x < gap * max(objects - 1, 0):
         first_x, last_x = centre_x[0], centre_x[-1]
     if objects > 1 and last_x - first_x < gap * (objects - 1):
