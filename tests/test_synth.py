@@ -171,3 +171,15 @@ def test_video_file_and_truth_are_deterministic(tmp_path):
     with pytest.raises(CvtriageError, match="already exists"):
         generate_video(tmp_path / "a.mp4", _flyover(7))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4", "a.truth.json", "b.mp4", "b.truth.json", "c.mp4", "c.truth.json"]
+
+
+def test_ground_strip_whose_last_stretch_is_narrower_than_a_seam():
+    # A 30 s flyover at seed 0 ended its ground strip a few px short of a 12 px seam (a crash once).
+    from cvtriage.synth.video import _long_ground
+
+    probe = np.random.default_rng(3)
+    probe.uniform(0.8, 1.3)  # _long_ground's first draw: surface detail
+    first_stretch = int(probe.uniform(1200, 3000))  # its second: the first stretch's length
+    width = first_stretch + 5
+    ground = _long_ground(32, width, np.random.default_rng(3), 1.0)
+    assert ground.shape == (32, width, 3)

@@ -199,8 +199,9 @@ def _long_ground(height: int, width: int, rng: np.random.Generator, k: float) ->
         stop = min(width, end + blend)
         tile = make_ground(height, stop - x, rng, detail)
         if x > 0:
-            ramp = np.linspace(0, 1, blend, dtype=np.float32)[None, :, None]
-            tile[:, :blend] = (world[:, x : x + blend] * (1 - ramp) + tile[:, :blend] * ramp).astype(np.uint8)
+            seam = min(blend, stop - x)  # the last stretch can be narrower than a seam
+            ramp = np.linspace(0, 1, seam, dtype=np.float32)[None, :, None]
+            tile[:, :seam] = (world[:, x : x + seam] * (1 - ramp) + tile[:, :seam] * ramp).astype(np.uint8)
         world[:, x:stop] = tile
         x = end
     return world
