@@ -470,10 +470,11 @@ def write_score_plot(report: AuditReport, min_score: float) -> Path:
         scores = [finding.score for finding in report.findings if finding.kind == kind]
         axis.hist(scores, bins=40, range=(0, 1), color="tab:blue")
         axis.axvline(min_score, color="tab:red", linestyle="--", label=f"min_score {min_score}")
-        axis.set_yscale("log")
         axis.set_title(f"{kind}: {sum(s >= min_score for s in scores)} of {len(scores)} flagged")
         axis.set_xlabel("score")
     axes[0].set_ylabel("findings")
+    if report.findings:  # a log axis (shared by all kinds) needs some count above zero
+        axes[0].set_yscale("log")
     axes[0].legend(loc="upper center")
     figure.tight_layout()
     path = report.out_dir / "audit_scores.png"
