@@ -29,8 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
-os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
+from cvtriage.cli import prepare_environment
+
+# The CLI's defaults (FiftyOne quiet and untracked, Ultralytics' font), set before fiftyone loads.
+prepare_environment()
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
 from rich.console import Console  # noqa: E402

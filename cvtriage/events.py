@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cvtriage.config import ScanConfig
+from cvtriage.dataset import iou_matrix
 from cvtriage.detect import FrameDetections
 
 # Probes inside a gap are this many frames apart; the frame reader keeps that many decoded
@@ -326,12 +327,6 @@ class EventSpan:
         return max(0, min(self.last_frame, other.last_frame) - max(self.first_frame, other.first_frame) + 1)
 
 
-def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def match_spans(
     reference: list[EventSpan], found: list[EventSpan], min_iou: float = 0.0, one_to_one: bool = True
 ) -> list[EventSpan | None]:
@@ -348,7 +343,7 @@ def match_spans(
 
     def box_fits(ref: EventSpan, frame: int, box: tuple[float, ...]) -> bool:
         nearest = min(max(frame, ref.first_frame), ref.last_frame)
-        return nearest in ref.boxes and box_iou(box, ref.boxes[nearest]) >= min_iou
+        return nearest in ref.boxes and iou_matrix([box], [ref.boxes[nearest]])[0, 0] >= min_iou
 
     def fits(ref: EventSpan, candidate: EventSpan) -> bool:
         if candidate.class_name != ref.class_name or not ref.overlap(candidate):

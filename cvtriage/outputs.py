@@ -23,9 +23,10 @@ import numpy as np
 
 from cvtriage import __version__
 from cvtriage.config import ScanConfig
+from cvtriage.dataset import iou_matrix
 from cvtriage.detect import FrameDetections
 from cvtriage.errors import CvtriageError
-from cvtriage.events import Event, box_iou
+from cvtriage.events import Event
 from cvtriage.frames import VideoInfo
 
 if TYPE_CHECKING:
@@ -295,7 +296,7 @@ def _event_box_index(event: Event, frame: FrameDetections | None) -> int | None:
     if frame is None:
         return None
     overlaps = [
-        box_iou(tuple(box.tolist()), event.best_box_xyxy) if class_id == event.class_id else 0.0
+        iou_matrix([box], [event.best_box_xyxy])[0, 0] if class_id == event.class_id else 0.0
         for box, class_id in zip(frame.boxes_xyxy, frame.class_ids)
     ]
     best = int(np.argmax(overlaps)) if overlaps else None
