@@ -31,6 +31,7 @@ import numpy as np
 from cvtriage.config import AuditConfig
 from cvtriage.dataset import GROUND_TRUTH, DataProblem, iou_matrix, load_into_fiftyone
 from cvtriage.errors import CvtriageError
+from cvtriage.files import replaced_on_success, write_text_atomic
 from cvtriage.predictions import PREDICTIONS, PredictOptions, predict_into, progress_bar
 
 KINDS = ("class", "missing", "spurious", "location")
@@ -431,8 +432,7 @@ def write_reports(report: AuditReport, config: AuditConfig, data: str) -> None:
     out_dir = report.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = report_rows(report.flagged)
-    csv_partial = out_dir / "audit.csv.partial"
-    with csv_partial.open("w", newline="") as handle:
+    with replaced_on_success(out_dir / "audit.csv") as csv_partial, csv_partial.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
@@ -441,7 +441,6 @@ def write_reports(report: AuditReport, config: AuditConfig, data: str) -> None:
                 "label_cxcywh": " ".join(map(str, row["label_cxcywh"])) if row["label_cxcywh"] else "",
                 "pred_cxcywh": " ".join(map(str, row["pred_cxcywh"])) if row["pred_cxcywh"] else "",
             })
-    csv_partial.replace(out_dir / "audit.csv")
     content = {
         "data": str(data),
         "dataset": report.dataset_name,
@@ -452,9 +451,7 @@ def write_reports(report: AuditReport, config: AuditConfig, data: str) -> None:
         "box_format": "normalised centre-x centre-y width height",
         "rows": rows,
     }
-    json_partial = out_dir / "audit.json.partial"
-    json_partial.write_text(json.dumps(content, indent=2))
-    json_partial.replace(out_dir / "audit.json")
+    write_text_atomic(out_dir / "audit.json", json.dumps(content, indent=2))
     write_score_plot(report, config.min_score)
 
 
@@ -478,10 +475,9 @@ def write_score_plot(report: AuditReport, min_score: float) -> Path:
     axes[0].legend(loc="upper center")
     figure.tight_layout()
     path = report.out_dir / "audit_scores.png"
-    partial = path.with_name("audit_scores.partial.png")
-    figure.savefig(partial, dpi=100)
+    with replaced_on_success(path) as partial:
+        figure.savefig(partial, dpi=100)
     plt.close(figure)
-    partial.replace(path)
     return path
 
 

@@ -36,6 +36,17 @@ class LabelBox:
     h: float
     line: int  # 1-based line number in the label file
 
+    @classmethod
+    def from_line(cls, text: str, line: int = 0) -> LabelBox:
+        """A label line already checked by parse_label_file, back into a box."""
+        class_id, cx, cy, w, h = text.split()
+        return cls(int(class_id), float(cx), float(cy), float(w), float(h), line)
+
+    @classmethod
+    def from_xyxy(cls, class_id: int, box: tuple[float, float, float, float], line: int = 0) -> LabelBox:
+        x1, y1, x2, y2 = box
+        return cls(class_id, (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1, line)
+
     def to_line(self) -> str:
         return f"{self.class_id} {self.cx:.6f} {self.cy:.6f} {self.w:.6f} {self.h:.6f}"
 

@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.progress import track
 
 from cvtriage.dataset import (
+    LabelBox,
     LabeledImage,
     iou_matrix,
     read_yolo_dataset,
@@ -81,9 +82,9 @@ class _ImageEdit:
 
     def occupied(self) -> list[tuple[float, float, float, float]]:
         """Every box an injected box must keep clear of: all source boxes and every written box."""
-        boxes = [_xyxy(line) for line in self.lines]
-        boxes += [_xyxy(line) for line, _ in self.replaced.values()]
-        boxes += [_xyxy(line) for line, _ in self.added]
+        boxes = [LabelBox.from_line(line).xyxy for line in self.lines]
+        boxes += [LabelBox.from_line(line).xyxy for line, _ in self.replaced.values()]
+        boxes += [LabelBox.from_line(line).xyxy for line, _ in self.added]
         return boxes
 
 
@@ -193,16 +194,6 @@ def _output_paths(splits: dict[str, list[LabeledImage]]) -> dict[tuple[str, Path
     return relative
 
 
-def _xyxy(line: str) -> tuple[float, float, float, float]:
-    cx, cy, w, h = (float(value) for value in line.split()[1:5])
-    return (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
-
-
-def _yolo_line(class_id: int, box: tuple[float, float, float, float]) -> str:
-    x1, y1, x2, y2 = box
-    return f"{class_id} {(x1 + x2) / 2:.6f} {(y1 + y2) / 2:.6f} {x2 - x1:.6f} {y2 - y1:.6f}"
-
-
 def _corrupt_box(kind, image, index, edit, relative, names, rng) -> InjectedError | None:
     original = edit.lines[index]
     image_rel, label_rel = relative[(image.split, image.image_path)]
@@ -215,11 +206,11 @@ def _corrupt_box(kind, image, index, edit, relative, names, rng) -> InjectedErro
         new_class = rng.choice([other for other in range(len(names)) if other != int(class_id)])
         error.injected = " ".join([str(new_class), *coordinates])
     else:
-        moved = _moved_box(_xyxy(original), [box for i, box in enumerate(edit.occupied()) if i != index], rng)
+        moved = _moved_box(LabelBox.from_line(original).xyxy, [box for i, box in enumerate(edit.occupied()) if i != index], rng)
         if moved is None:
             return None
         box, iou = moved
-        error.injected, error.iou = _yolo_line(int(class_id), box), round(iou, 4)
+        error.injected, error.iou = LabelBox.from_xyxy(int(class_id), box).to_line(), round(iou, 4)
     edit.replaced[index] = (error.injected, error)
     return error
 
@@ -257,7 +248,7 @@ def _add_spurious_box(targets, edits, relative, class_count, sizes, rng) -> Inje
         if occupied and iou_matrix([box], occupied).max() > 0:
             continue
         image_rel, label_rel = relative[(image.split, image.image_path)]
-        line = _yolo_line(rng.randrange(class_count), box)
+        line = LabelBox.from_xyxy(rng.randrange(class_count), box).to_line()
         error = InjectedError("spurious", image.split, image_rel, label_rel, None, None, None, line)
         edit.added.append((line, error))
         return error

@@ -27,6 +27,7 @@ from rich.table import Table
 from cvtriage.config import TrainConfig
 from cvtriage.dataset import YoloDataset, print_problems, read_yolo_dataset, require_readable_labels
 from cvtriage.errors import CvtriageError
+from cvtriage.files import replaced_on_success, write_text_atomic
 from cvtriage.model import describe_device, load_model, resolve_device
 
 # The columns of audit-labels' audit.csv that exclusion reads.
@@ -160,11 +161,11 @@ def write_training_data(dataset: YoloDataset, run_dir: Path, flagged: list[Path]
             )
         if not kept:
             raise CvtriageError(f"{dataset.yaml_path}: excluding the flagged images leaves no training images")
-        _write_text(run_dir / "train-images.txt", "".join(f"{image}\n" for image in kept))
-        _write_text(run_dir / "excluded-images.txt", "".join(f"{image}\n" for image in result.excluded))
+        write_text_atomic(run_dir / "train-images.txt", "".join(f"{image}\n" for image in kept))
+        write_text_atomic(run_dir / "excluded-images.txt", "".join(f"{image}\n" for image in result.excluded))
         config["train"] = str(run_dir / "train-images.txt")
         result.train_images = len(kept)
-    _write_text(result.data_yaml, yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    write_text_atomic(result.data_yaml, yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     return result
 
 
@@ -337,16 +338,15 @@ def train(
         **summarize_metrics(metrics, dataset.names),
     }
     metrics_json = run_dir / "metrics.json"
-    _write_text(metrics_json, json.dumps(summary, indent=2))
+    write_text_atomic(metrics_json, json.dumps(summary, indent=2))
 
     exports = export_model(best, config.export, config.imgsz)
     saved_to = None
     if save_to is not None:
         saved_to = Path(save_to)
         saved_to.parent.mkdir(parents=True, exist_ok=True)
-        partial = saved_to.with_name(f".{saved_to.name}.partial")
-        shutil.copyfile(best, partial)
-        os.replace(partial, saved_to)
+        with replaced_on_success(saved_to) as partial:
+            shutil.copyfile(best, partial)
     return TrainResult(run_dir, best, metrics_json, summary, exports, saved_to)
 
 
@@ -389,10 +389,3 @@ def _add_progress_callbacks(model, console: Console) -> int:
     model.add_callback("on_train_start", keep_threads)
     model.add_callback("on_fit_epoch_end", print_epoch)
     return threads
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Write whole or not at all: a reader never sees a half-written file."""
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text)
-    os.replace(partial, path)

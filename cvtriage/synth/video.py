@@ -27,7 +27,6 @@ Ground truth sidecar (`OUT.truth.json` next to `OUT.mp4`), schema "cvtriage-synt
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ import cv2
 import numpy as np
 
 from cvtriage.errors import CvtriageError
+from cvtriage.files import replaced_on_success
 from cvtriage.synth.dataset import DEFAULT_CLASSES, resolve_class_names
 from cvtriage.synth.scene import CLUTTER_DRAWERS, LOOKALIKE_DRAWERS, OBJECT_DRAWERS, Scene, log_uniform, make_ground, pick, random_sun, relight
 
@@ -272,25 +272,19 @@ def generate_video(out: Path, spec: FlyoverSpec, force: bool = False, on_progres
 
     start = time.perf_counter()
     flyover = build_flyover(spec)
-    partial_video = out.with_name(f".{out.stem}.partial-{os.getpid()}.mp4")
-    partial_truth = truth.with_name(f".{truth.name}.partial-{os.getpid()}")
-    writer = cv2.VideoWriter(str(partial_video), cv2.VideoWriter_fourcc(*"mp4v"), spec.fps, (spec.width, spec.height))
-    try:
-        if not writer.isOpened():
-            raise CvtriageError(f"{out}: OpenCV cannot open an mp4v writer here")
-        for frame in range(flyover.frame_count):
-            writer.write(flyover.render(frame))
-            if on_progress:
-                on_progress(frame + 1, flyover.frame_count)
-        writer.release()
+    with replaced_on_success(out) as partial_video, replaced_on_success(truth) as partial_truth:
+        writer = cv2.VideoWriter(str(partial_video), cv2.VideoWriter_fourcc(*"mp4v"), spec.fps, (spec.width, spec.height))
+        try:
+            if not writer.isOpened():
+                raise CvtriageError(f"{out}: OpenCV cannot open an mp4v writer here")
+            for frame in range(flyover.frame_count):
+                writer.write(flyover.render(frame))
+                if on_progress:
+                    on_progress(frame + 1, flyover.frame_count)
+        finally:
+            writer.release()
         document = ground_truth(flyover, list(spec.names), out.name, spec.seed)
         partial_truth.write_text(json.dumps(document, separators=(",", ":")) + "\n")
-        os.replace(partial_video, out)
-        os.replace(partial_truth, truth)
-    finally:
-        writer.release()
-        for path in (partial_video, partial_truth):
-            path.unlink(missing_ok=True)
     per_class = {name: sum(1 for o in document["objects"] if o["class_name"] == name) for name in spec.names}
     visible = [o["last_time_s"] - o["first_time_s"] for o in document["objects"]]
     return VideoSummary(out, truth, flyover.frame_count, len(document["objects"]), per_class, visible, time.perf_counter() - start)

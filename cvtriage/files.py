@@ -1,0 +1,29 @@
+"""Files written whole or not at all: a reader (or a resumed run) never sees a half-written file."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def replaced_on_success(path: Path) -> Iterator[Path]:
+    """Yield a hidden partial path beside `path`; it replaces `path` only if the block completes.
+
+    The partial keeps `path`'s suffix, so writers that choose a format by extension (matplotlib,
+    OpenCV) still do. On any error the partial is removed and `path` is left as it was.
+    """
+    path = Path(path)
+    partial = path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
+    try:
+        yield partial
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    with replaced_on_success(path) as partial:
+        partial.write_text(text)
