@@ -4,7 +4,8 @@ A detector's predictions are compared with the labels in a FiftyOne dataset. Fou
 
 - class:    a label whose object the model sees, confidently, as another class;
 - missing:  a confident prediction that no label explains (an unlabelled object);
-- spurious: a label where the model sees nothing (no object there);
+- spurious: a label where the model sees nothing (no object there), weighed by how reliably the
+            model sees labels of that class and size elsewhere in the dataset;
 - location: a label whose object the model sees nearby, same class, overlapping poorly.
 
 FiftyOne Brain's `compute_mistakenness` runs too (its fields `mistakenness`, `mistakenness_loc`,
@@ -91,6 +92,7 @@ class AuditReport:
     problems: list[DataProblem] = field(default_factory=list)
     out_dir: Path | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    labels_seen: float | None = None  # share of labels the model sees (visibility >= SEEN_VISIBILITY)
 
     def counts(self) -> dict[str, int]:
         return {kind: sum(finding.kind == kind for finding in self.flagged) for kind in KINDS}
@@ -133,8 +135,57 @@ def read_image_labels(samples) -> list[ImageLabels]:
 # --- scoring ------------------------------------------------------------------------------------
 
 
-def score_image(image: ImageLabels, config: AuditConfig) -> list[Finding]:
-    """One finding per label (its most likely kind of error) and one per unexplained prediction."""
+# A label counts as seen by the model when a prediction's confidence x overlap reaches this.
+SEEN_VISIBILITY = 0.5
+# Labels a class (or a size bin) must have before its own detection rate outweighs the broader one.
+DETECTABILITY_PRIOR_LABELS = 20
+
+
+def label_visibility(image: ImageLabels, location_min_iou: float) -> np.ndarray:
+    """Per label, how clearly the model sees some object there (0..1): the confidence of its best
+    prediction of any class, scaled down when it overlaps the label by less than location_min_iou."""
+    iou = iou_matrix(image.label_boxes, image.pred_boxes)
+    return (image.pred_confidences[None, :] * np.minimum(1.0, iou / location_min_iou)).max(axis=1, initial=0)
+
+
+def size_bin(box) -> int:
+    """The octave of a relative box's side (its area's square root): -3 is 1/8 to 1/4 of the image."""
+    x1, y1, x2, y2 = box
+    return int(np.floor(np.log2(max(np.sqrt(max(x2 - x1, 0) * max(y2 - y1, 0)), 1e-4))))
+
+
+def detectability(images: list[ImageLabels], location_min_iou: float) -> dict[tuple[str, int], float]:
+    """How reliably the model sees labels of each class and size: the mean visibility of all such
+    labels in the dataset, shrunk towards the class's rate, and that towards the whole dataset's,
+    when there are few of them.
+
+    An unseen label is suspicious in proportion: the model missing an object of a kind it almost
+    always finds points to a label with no object; missing one of a kind it often misses (tiny
+    objects, a class it learned poorly) points to the model. Without this, every label the model
+    misses ties with the truly spurious ones at the top of the ranking.
+    """
+    per_bin: dict[tuple[str, int], list[float]] = {}
+    for image in images:
+        for label_class, box, seen in zip(image.label_classes, image.label_boxes, label_visibility(image, location_min_iou)):
+            per_bin.setdefault((str(label_class), size_bin(box)), []).append(float(seen))
+    every = [seen for values in per_bin.values() for seen in values]
+    overall = float(np.mean(every)) if every else 1.0
+    per_class: dict[str, list[float]] = {}
+    for (label_class, _), values in per_bin.items():
+        per_class.setdefault(label_class, []).extend(values)
+
+    def shrunk(values: list[float], towards: float) -> float:
+        return (sum(values) + DETECTABILITY_PRIOR_LABELS * towards) / (len(values) + DETECTABILITY_PRIOR_LABELS)
+
+    class_rate = {label_class: shrunk(values, overall) for label_class, values in per_class.items()}
+    return {key: shrunk(values, class_rate[key[0]]) for key, values in per_bin.items()}
+
+
+def score_image(
+    image: ImageLabels, config: AuditConfig, detectable: dict[tuple[str, int], float] | None = None
+) -> list[Finding]:
+    """One finding per label (its most likely kind of error) and one per unexplained prediction.
+    `detectable` (from `detectability`) weighs spurious scores; without it they are unweighted."""
     n_labels, n_preds = len(image.label_ids), len(image.pred_ids)
     iou = iou_matrix(image.label_boxes, image.pred_boxes)
     confidence = np.broadcast_to(image.pred_confidences[None, :], (n_labels, n_preds))
@@ -154,10 +205,13 @@ def score_image(image: ImageLabels, config: AuditConfig) -> list[Finding]:
     badness = np.minimum(1.0, (1 - iou) / (1 - config.location_min_iou))
     location_evidence = np.where(nearby, confidence * badness, 0)
     location_scores = location_evidence.max(axis=1, initial=0) * doubt
-    # spurious: nothing the model sees overlaps the label (any class): a prediction overlapping
-    # it by location_min_iou or more says some object is there.
-    overlap = confidence * np.minimum(1.0, iou / config.location_min_iou)
-    spurious_scores = 1 - overlap.max(axis=1, initial=0)
+    # spurious: nothing the model sees overlaps the label (any class), weighed by how reliably
+    # the model sees labels of that class and size.
+    spurious_scores = 1 - label_visibility(image, config.location_min_iou)
+    if detectable is not None:
+        spurious_scores = spurious_scores * np.array(
+            [detectable.get((str(c), size_bin(box)), 1.0) for c, box in zip(image.label_classes, image.label_boxes)]
+        )
 
     # Each label gets the kind its evidence points to, not the highest of three scores: those are
     # not on one scale (a weak model leaves most labels with little overlap, so "spurious" would
@@ -212,7 +266,8 @@ def _attach_prediction(finding: Finding, image: ImageLabels, index: int) -> None
 
 
 def rank_findings(images: list[ImageLabels], config: AuditConfig) -> list[Finding]:
-    findings = [finding for image in images for finding in score_image(image, config)]
+    detectable = detectability(images, config.location_min_iou)
+    findings = [finding for image in images for finding in score_image(image, config, detectable)]
     # Sorted by score; ties (e.g. labels with nothing predicted anywhere near) keep dataset order.
     return sorted(findings, key=lambda finding: -finding.score)
 
@@ -389,14 +444,17 @@ def audit_labels(data: str, config: AuditConfig, images_dir: Path | None = None)
             stages.start("mistakenness", "Computing FiftyOne Brain mistakenness")
             compute_fiftyone_mistakenness(confident, config.missing_confidence, config.match_iou)
             stages.start("rank", "Ranking labels")
-            findings = rank_findings(read_image_labels(view), config)
+            images = read_image_labels(view)
+            findings = rank_findings(images, config)
+            visibility = np.concatenate([label_visibility(image, config.location_min_iou) for image in images])
+            labels_seen = float(np.mean(visibility >= SEEN_VISIBILITY)) if len(visibility) else None
             flagged = [finding for finding in findings if finding.score >= config.min_score][: config.top]
             stages.start("store", "Tagging samples and labels, saving views")
             store_findings(view, findings, flagged)
         stages.finish()
 
     out_dir = Path(config.out) if config.out else Path("runs/audit") / dataset.name
-    report = AuditReport(dataset.name, findings, flagged, len(view), problems, out_dir, stages.seconds)
+    report = AuditReport(dataset.name, findings, flagged, len(view), problems, out_dir, stages.seconds, labels_seen)
     write_reports(report, config, data)
     return report
 
@@ -447,6 +505,7 @@ def write_reports(report: AuditReport, config: AuditConfig, data: str) -> None:
         "audited_samples": report.audited_samples,
         "settings": config.model_dump(),
         "counts": report.counts(),
+        "labels_seen": report.labels_seen,
         "stage_seconds": report.stage_seconds,
         "box_format": "normalised centre-x centre-y width height",
         "rows": rows,

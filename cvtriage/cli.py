@@ -245,6 +245,12 @@ def audit_labels_command(
         console.print(f"[yellow]warning:[/] {len(report.problems) - 20} more images left out")
     for table in summary_tables(report):
         console.print(table)
+    if report.labels_seen is not None:
+        console.print(f"The model sees {report.labels_seen:.0%} of the labelled objects; a label it misses counts as "
+                      "spurious only as far as it sees labels of that class and size elsewhere.", soft_wrap=True)
+        if report.labels_seen < 0.1:
+            console.print("[yellow]warning:[/] the model sees almost none of the labels: this audit says little; "
+                          "pass --weights trained on these classes (see cvtriage train)", soft_wrap=True)
     console.print(f"FiftyOne dataset: {report.dataset_name} (saved views likely-mislabeled, audit-<kind>)", soft_wrap=True)
     console.print(f"Report: {report.out_dir / 'audit.csv'}, audit.json, audit_scores.png", soft_wrap=True, highlight=False)
 

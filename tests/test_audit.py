@@ -12,8 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from cvtriage.audit import (
+    CSV_COLUMNS,
     KINDS,
     LIKELY_MISLABELED,
+    ImageLabels,
     audit_tag,
     compute_fiftyone_mistakenness,
     evaluate,
@@ -137,6 +139,39 @@ def test_each_injected_error_ranks_first_in_its_kind(corrupted_dataset):
     assert findings[3].score >= AuditConfig().min_score > findings[4].score
 
 
+def _image(index: int, labels: list[tuple[str, list[float]]], predictions: list[tuple[str, list[float], float]]):
+    return ImageLabels(
+        sample_id=f"s{index}", image_path=f"/images/{index}.jpg",
+        label_ids=[f"l{index}-{i}" for i in range(len(labels))],
+        label_classes=np.array([c for c, _ in labels], dtype=object),
+        label_boxes=np.array([b for _, b in labels], dtype=float).reshape(-1, 4), label_indices=list(range(len(labels))),
+        pred_ids=[f"p{index}-{i}" for i in range(len(predictions))],
+        pred_classes=np.array([c for c, _, _ in predictions], dtype=object),
+        pred_boxes=np.array([b for _, b, _ in predictions], dtype=float).reshape(-1, 4),
+        pred_confidences=np.array([p for _, _, p in predictions], dtype=float),
+    )  # fmt: skip
+
+
+def test_an_unseen_label_is_suspicious_as_far_as_the_model_sees_its_kind_elsewhere():
+    car, person = [0.1, 0.1, 0.2, 0.2], [0.5, 0.5, 0.6, 0.6]
+    # 30 images: the model sees every car and misses 2 persons in 3 (a class it learned poorly).
+    images = [
+        _image(i, [("car", car), ("person", person)], [("car", car, 0.9)] + ([("person", person, 0.8)] if i % 3 == 0 else []))
+        for i in range(30)
+    ]
+    # Image 30: a car label and a person label, same size as the others, neither seen by the model.
+    images.append(_image(30, [("car", car), ("person", person)], []))
+    findings = [f for f in rank_findings(images, AuditConfig()) if f.kind == "spurious"]
+    assert (findings[0].sample_id, findings[0].label_class) == ("s30", "car") and findings[0].score > 0.8
+    # An unseen person is no more suspicious than the 20 persons the model misses elsewhere: all
+    # rank together, below the car and below min_score.
+    unseen_person = next(f for f in findings if (f.sample_id, f.label_class) == ("s30", "person"))
+    assert unseen_person.score < AuditConfig().min_score
+    assert sorted(f.sample_id for f in findings[1:] if f.score == unseen_person.score) == sorted(
+        [f"s{i}" for i in range(30) if i % 3] + ["s30"]
+    )
+
+
 def test_a_badly_placed_box_is_one_location_finding_not_missing_plus_spurious(corrupted_dataset):
     dataset, expected = corrupted_dataset
     sample_id = expected["location"][0]
@@ -207,23 +242,26 @@ def test_cli_audit_end_to_end(tmp_path, random_init_weights):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader((out / "audit.csv").open()))
-    # A model that sees nothing: every label is a likely spurious box.
-    assert len(rows) == 6 * 4 and {row["kind"] for row in rows} == {"spurious"}
-    assert {"rank", "image_path", "label_index", "kind", "score", "label_class", "label_cxcywh",
-            "pred_class", "pred_cxcywh", "pred_confidence"} <= set(rows[0])
+    # A model that sees nothing is no evidence against any label: nothing is flagged, and it says so.
+    assert "warning: the model sees almost none of the labels" in result.output
+    assert rows == []
+    assert next(csv.reader((out / "audit.csv").open())) == CSV_COLUMNS
     report = json.loads((out / "audit.json").read_text())
     assert (out / "audit_scores.png").stat().st_size > 0
-    assert report["counts"]["spurious"] == 24 and len(report["rows"]) == 24
+    assert report["labels_seen"] == 0 and report["counts"]["spurious"] == 0 and report["rows"] == []
     dataset = fo.load_dataset(name)
     ids = sorted(dataset.values("id"))
     assert dataset.persistent and dataset.count(PREDICTIONS) == 6
     assert set(dataset.list_saved_views()) >= {LIKELY_MISLABELED, *(kind_view_name(k) for k in KINDS)}
 
-    # Re-running updates the same samples; --top trims the report.
-    result = CliRunner().invoke(app, args + ["--top", "5", "--split", "val"])
+    # Re-running updates the same samples; --top trims the report (--min-score 0: every label).
+    result = CliRunner().invoke(app, [*args[:-1], "0", "--top", "5", "--split", "val"])
     assert result.exit_code == 0, result.output
     assert sorted(dataset.values("id")) == ids
-    assert len(list(csv.DictReader((out / "audit.csv").open()))) == 5
+    rows = list(csv.DictReader((out / "audit.csv").open()))
+    assert len(rows) == 5 and {row["kind"] for row in rows} == {"spurious"}
+    assert {"rank", "image_path", "label_index", "kind", "score", "label_class", "label_cxcywh",
+            "pred_class", "pred_cxcywh", "pred_confidence"} <= set(rows[0])
     dataset.delete()
 
 
@@ -235,7 +273,7 @@ def test_cli_undecodable_image_is_named_and_left_out(tmp_path, random_init_weigh
     broken.write_bytes(b"not an image")
     name = f"test-cli-audit-{uuid.uuid4().hex[:8]}"
     result = CliRunner().invoke(app, ["audit-labels", str(data), "--weights", str(random_init_weights), "--dataset", name,
-                                      "--imgsz", "64", "--out", str(tmp_path / "report")])
+                                      "--imgsz", "64", "--out", str(tmp_path / "report"), "--min-score", "0"])
     assert result.exit_code == 0, result.output
     assert f"warning: {broken}: image cannot be decoded (left out)" in result.output
     rows = list(csv.DictReader((tmp_path / "report" / "audit.csv").open()))
