@@ -4,8 +4,8 @@ One clip, one model, measured in one run (wall time AND CPU time of each process
 machine the wall time depends on the other load, the CPU time much less):
   1. `cvtriage scan` at its defaults (the whole command, as a user runs it, with --no-dataset so
      the figure does not include starting FiftyOne's database);
-  2. Ultralytics' every-frame loop, `YOLO.predict(source, stream=True)` at the scan's conf, iou
-     and model input size (with `tile: auto`, PyTorch weights see a large frame whole at a larger
+  2. Ultralytics' every-frame loop, `YOLO.predict(source, stream=True)` at the scan's conf, iou,
+     agnostic_nms and model input size (with `tile: auto`, PyTorch weights see a large frame whole at a larger
      input, see cvtriage/detect.py: the loop gets that size too, so both see the same pixels),
      as a whole program in its own process too (imports, model load, loop), like the command;
   3. decoding alone (`cv2.VideoCapture.read()` over every frame);
@@ -79,7 +79,7 @@ def decode_only(video: Path) -> tuple[Timing, int]:
     return Timing(time.perf_counter() - wall, time.process_time() - cpu), frames
 
 
-def every_frame_program(video: Path, weights: str, imgsz: int, conf: float, iou: float, out: Path) -> None:
+def every_frame_program(video: Path, weights: str, imgsz: int, conf: float, iou: float, agnostic: bool, out: Path) -> None:
     """Ultralytics' every-frame loop as a user would write it: a whole program (imports, model
     load, the loop), run in its own process so that its time is measured like the scan command's.
     Writes every frame's detections, the clip's fps, the class names and the loop's own time."""
@@ -93,7 +93,8 @@ def every_frame_program(video: Path, weights: str, imgsz: int, conf: float, iou:
     fps = cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FPS)
     loop_started = time.perf_counter()
     frames = []
-    results = model.predict(str(video), stream=True, imgsz=imgsz, conf=conf, iou=iou, device=device, verbose=False)
+    results = model.predict(str(video), stream=True, imgsz=imgsz, conf=conf, iou=iou, agnostic_nms=agnostic,
+                            device=device, verbose=False)  # fmt: skip
     for result in results:
         boxes = result.boxes.cpu().numpy()
         frames.append([boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.astype(int).tolist()])
@@ -104,12 +105,12 @@ def every_frame_program(video: Path, weights: str, imgsz: int, conf: float, iou:
 
 
 def every_frame(
-    video: Path, weights: str, imgsz: int, conf: float, iou: float, scratch: Path
+    video: Path, weights: str, imgsz: int, conf: float, iou: float, agnostic: bool, scratch: Path
 ) -> tuple[Timing, float, list[FrameDetections], float, dict]:
     """Run every_frame_program in a child process: (its Timing, the loop's own wall time, frames, fps, names)."""
     out = scratch / "every-frame.json"
     command = [sys.executable, __file__, "--every-frame-program",
-               json.dumps([str(video), weights, imgsz, conf, iou, str(out)])]  # fmt: skip
+               json.dumps([str(video), weights, imgsz, conf, iou, agnostic, str(out)])]  # fmt: skip
     wall, cpu = time.perf_counter(), children_cpu_s()
     finished = subprocess.run(command, stderr=subprocess.PIPE, text=True)
     timing = Timing(time.perf_counter() - wall, children_cpu_s() - cpu)
@@ -176,8 +177,8 @@ def flyover(args: argparse.Namespace) -> Path:
 
 def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--every-frame-program":
-        video, weights, imgsz, conf, iou, out = json.loads(sys.argv[2])
-        every_frame_program(Path(video), weights, imgsz, conf, iou, Path(out))
+        video, weights, imgsz, conf, iou, agnostic, out = json.loads(sys.argv[2])
+        every_frame_program(Path(video), weights, imgsz, conf, iou, agnostic, Path(out))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--video", type=Path, help="a video to measure on (default: a synthetic flyover, made once)")
@@ -202,7 +203,7 @@ def main() -> None:
         settings = ScanConfig.model_validate(document["settings"])  # as the scan ran: tracker, conf, iou
         imgsz = stats["imgsz"]
         loop_time, loop_alone_s, per_frame, fps, names = every_frame(
-            video, args.weights, imgsz, settings.conf, settings.iou, Path(scratch)
+            video, args.weights, imgsz, settings.conf, settings.iou, settings.agnostic_nms, Path(scratch)
         )
     decode_time, frame_count = decode_only(video)
 

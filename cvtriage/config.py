@@ -28,6 +28,7 @@ class ScanConfig(StrictModel):
     classes: list[str] | None = None
     conf: float = Field(0.3, gt=0, lt=1)
     iou: float = Field(0.5, gt=0, le=1)
+    agnostic_nms: bool = True
     imgsz: int = Field(640, ge=32, le=4096)
     every: int | None = Field(None, ge=1)
     fps: float | None = Field(2.0, gt=0)

@@ -111,11 +111,17 @@ def tile_windows(width: int, height: int, rows: int, cols: int, overlap: float) 
 
 
 def merge_across_tiles(
-    boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, sources: np.ndarray, threshold: float = MERGE_IOS
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    class_ids: np.ndarray,
+    sources: np.ndarray,
+    threshold: float = MERGE_IOS,
+    agnostic: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Greedy non-maximum merging: the best box absorbs same-class boxes from OTHER tiles whose
-    intersection over the smaller box exceeds `threshold` (boxes within one tile were already
-    separated by the model's NMS); the merged box is their union, its score the best."""
+    """Greedy non-maximum merging: the best box absorbs same-class (`agnostic`: any-class) boxes
+    from OTHER tiles whose intersection over the smaller box exceeds `threshold` (boxes within one
+    tile were already separated by the model's NMS); the merged box is their union, its score and
+    class the best's."""
     order = np.argsort(-scores, kind="stable")
     boxes, scores, class_ids, sources = boxes[order], scores[order], class_ids[order], sources[order]
     areas = np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 0, None), axis=1)
@@ -125,7 +131,8 @@ def merge_across_tiles(
         if absorbed[i]:
             continue
         absorbed[i] = True
-        candidates = np.flatnonzero(~absorbed & (class_ids == class_ids[i]) & (sources != sources[i]))
+        same_class = True if agnostic else class_ids == class_ids[i]
+        candidates = np.flatnonzero(~absorbed & same_class & (sources != sources[i]))
         merged = boxes[i].copy()
         if len(candidates):
             top_left = np.maximum(boxes[i, :2], boxes[candidates, :2])
@@ -187,6 +194,7 @@ class Detector:
             imgsz=self.input_size,
             conf=self.settings.conf * WEAK_CONF_SHARE,
             iou=self.settings.iou,
+            agnostic_nms=self.settings.agnostic_nms,
             classes=self.class_ids,
             device=self.device,
             max_det=MAX_DETECTIONS,
@@ -206,6 +214,6 @@ class Detector:
                 sources.append(np.full(len(found.conf), source))
             merged = (np.concatenate(boxes), np.concatenate(scores), np.concatenate(classes))
             if per_frame > 1:
-                merged = merge_across_tiles(*merged, np.concatenate(sources))
+                merged = merge_across_tiles(*merged, np.concatenate(sources), agnostic=self.settings.agnostic_nms)
             detections.append(FrameDetections(frame_index, time_s, *merged))
         return detections
