@@ -95,6 +95,9 @@ class TrainConfig(StrictModel):
     workers: int | None = Field(None, ge=0, le=64)
     freeze: int | None = Field(None, ge=0)
     patience: int = Field(20, ge=0)
+    optimizer: Literal["auto", "SGD", "Adam", "AdamW", "NAdam", "RAdam", "RMSProp"] = "auto"
+    lr0: float = Field(0.01, gt=0, le=1)
+    warmup_epochs: float = Field(3.0, ge=0)
     seed: int = 0
     out: str = "runs/train"
     name: str | None = None
@@ -182,7 +185,11 @@ def load_settings(
     data = _read_yaml(CONFIG_DIR / default_file)
     source = str(CONFIG_DIR / default_file)
     if config_file is not None:
-        data.update(_read_yaml(Path(config_file)))
+        for key, value in _read_yaml(Path(config_file)).items():
+            # A file that sets some keys of a section (augment) keeps the section's other keys.
+            if isinstance(value, dict) and isinstance(data.get(key), dict):
+                value = {**data[key], **value}
+            data[key] = value
         source = str(config_file)
     given = {key: value for key, value in (overrides or {}).items() if value is not None}
     # --every and --fps exclude each other: a flag for one clears the other from the files.

@@ -65,7 +65,9 @@ def trained(dataset_yaml, tmp_path_factory):
         [(1, "images/train/train_002.jpg", 0.9), (2, str(root / "images/val/val_000.jpg"), 0.8)],
     )
     config = work / "shapes.yaml"
-    config.write_text(yaml.safe_dump({"names": NAMES}))
+    # Some settings of a section (augment) and the optimizer settings, as a user continuing a model would.
+    config.write_text(yaml.safe_dump({"names": NAMES, "optimizer": "AdamW", "lr0": 0.0005, "warmup_epochs": 0,
+                                      "augment": {"flipud": 0.0}}))  # fmt: skip
     result = runner.invoke(
         app,
         [
@@ -101,6 +103,10 @@ def test_train_writes_weights_metrics_plots_and_copy(trained, dataset_yaml):
     assert metrics["train_images"] == 5 and metrics["val_images"] == 2
     assert "Excluded 1 of 6 training images" in result.output
     assert "mAP50" in result.output  # the summary table
+    # What Ultralytics trained with: the file's keys, and configs/everyday.yaml's for the rest of augment.
+    args = yaml.safe_load((run_dir / "args.yaml").read_text())
+    assert (args["optimizer"], args["lr0"], args["warmup_epochs"]) == ("AdamW", 0.0005, 0)
+    assert (args["flipud"], args["fliplr"], args["degrees"]) == (0.0, 0.5, 15.0)
 
 
 def test_exclusion_removes_exactly_the_flagged_train_images(dataset_yaml, tmp_path):
