@@ -141,10 +141,12 @@ SEEN_VISIBILITY = 0.5
 DETECTABILITY_PRIOR_LABELS = 20
 
 
-def label_visibility(image: ImageLabels, location_min_iou: float) -> np.ndarray:
+def label_visibility(image: ImageLabels, location_min_iou: float, iou: np.ndarray | None = None) -> np.ndarray:
     """Per label, how clearly the model sees some object there (0..1): the confidence of its best
-    prediction of any class, scaled down when it overlaps the label by less than location_min_iou."""
-    iou = iou_matrix(image.label_boxes, image.pred_boxes)
+    prediction of any class, scaled down when it overlaps the label by less than location_min_iou.
+    `iou`: the image's label x prediction IoU matrix, when the caller already has it."""
+    if iou is None:
+        iou = iou_matrix(image.label_boxes, image.pred_boxes)
     return (image.pred_confidences[None, :] * np.minimum(1.0, iou / location_min_iou)).max(axis=1, initial=0)
 
 
@@ -207,7 +209,7 @@ def score_image(
     location_scores = location_evidence.max(axis=1, initial=0) * doubt
     # spurious: nothing the model sees overlaps the label (any class), weighed by how reliably
     # the model sees labels of that class and size.
-    spurious_scores = 1 - label_visibility(image, config.location_min_iou)
+    spurious_scores = 1 - label_visibility(image, config.location_min_iou, iou)
     if detectable is not None:
         spurious_scores = spurious_scores * np.array(
             [detectable.get((str(c), size_bin(box)), 1.0) for c, box in zip(image.label_classes, image.label_boxes)]
