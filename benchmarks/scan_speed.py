@@ -69,6 +69,16 @@ def children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def timed_program(command: list[str], what: str) -> Timing:
+    """Run a whole program in a child process; its wall and CPU time. Stop the benchmark if it fails."""
+    wall, cpu = time.perf_counter(), children_cpu_s()
+    finished = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    timing = Timing(time.perf_counter() - wall, children_cpu_s() - cpu)
+    if finished.returncode != 0:
+        sys.exit(f"{what} failed ({' '.join(command)}):\n{finished.stderr}")
+    return timing
+
+
 def decode_only(video: Path) -> tuple[Timing, int]:
     wall, cpu = time.perf_counter(), time.process_time()
     capture = cv2.VideoCapture(str(video))
@@ -111,11 +121,7 @@ def every_frame(
     out = scratch / "every-frame.json"
     command = [sys.executable, __file__, "--every-frame-program",
                json.dumps([str(video), weights, imgsz, conf, iou, agnostic, str(out)])]  # fmt: skip
-    wall, cpu = time.perf_counter(), children_cpu_s()
-    finished = subprocess.run(command, stderr=subprocess.PIPE, text=True)
-    timing = Timing(time.perf_counter() - wall, children_cpu_s() - cpu)
-    if finished.returncode != 0:
-        sys.exit(f"every-frame loop failed:\n{finished.stderr}")
+    timing = timed_program(command, "every-frame loop")
     document = json.loads(out.read_text())
     fps = document["fps"]
     frames = [
@@ -130,11 +136,7 @@ def every_frame(
 def run_scan_command(video: Path, weights: str, out: Path, flags: list[str]) -> tuple[Timing, dict]:
     command = [sys.executable, "-m", "cvtriage.cli", "scan", str(video), "--weights", weights,
                "--out", str(out), "--no-dataset", *flags]  # fmt: skip
-    wall, cpu = time.perf_counter(), children_cpu_s()
-    finished = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    timing = Timing(time.perf_counter() - wall, children_cpu_s() - cpu)
-    if finished.returncode != 0:
-        sys.exit(f"scan failed ({' '.join(command)}):\n{finished.stderr}")
+    timing = timed_program(command, "scan")
     return timing, json.loads((out / video.stem / "events.json").read_text())
 
 
