@@ -20,7 +20,7 @@ from cvtriage.paths import DEMO_WEIGHTS
 from cvtriage.synth.dataset import generate_dataset
 from cvtriage.train import metrics_table, summarize_metrics
 
-# The demo model was trained on seed 0; any other seed gives scenes it has never seen.
+# The demo model was trained on seeds 0 and 1; any other seed gives scenes it has never seen.
 FRESH_SEED = 20261121
 
 

@@ -139,6 +139,10 @@ def read_image_labels(samples) -> list[ImageLabels]:
 SEEN_VISIBILITY = 0.5
 # Labels a class (or a size bin) must have before its own detection rate outweighs the broader one.
 DETECTABILITY_PRIOR_LABELS = 20
+# How steeply a label's spurious score falls as the model sees something there: (1 - v) ** 5
+# halves it at visibility v = 0.13. Even a faint prediction of any class points to an object
+# (one the model learned poorly); a label with no object under it usually has none at all.
+SPURIOUS_SHARPNESS = 5
 
 
 def label_visibility(image: ImageLabels, location_min_iou: float, iou: np.ndarray | None = None) -> np.ndarray:
@@ -207,9 +211,9 @@ def score_image(
     badness = np.minimum(1.0, (1 - iou) / (1 - config.location_min_iou))
     location_evidence = np.where(nearby, confidence * badness, 0)
     location_scores = location_evidence.max(axis=1, initial=0) * doubt
-    # spurious: nothing the model sees overlaps the label (any class), weighed by how reliably
-    # the model sees labels of that class and size.
-    spurious_scores = 1 - label_visibility(image, config.location_min_iou, iou)
+    # spurious: nothing the model sees overlaps the label (any class), not even faintly, weighed
+    # by how reliably the model sees labels of that class and size.
+    spurious_scores = (1 - label_visibility(image, config.location_min_iou, iou)) ** SPURIOUS_SHARPNESS
     if detectable is not None:
         spurious_scores = spurious_scores * np.array(
             [detectable.get((str(c), size_bin(box)), 1.0) for c, box in zip(image.label_classes, image.label_boxes)]

@@ -172,6 +172,20 @@ def test_an_unseen_label_is_suspicious_as_far_as_the_model_sees_its_kind_elsewhe
     )
 
 
+def test_a_faint_prediction_under_a_label_makes_it_far_less_suspicious_than_nothing_at_all():
+    car, other_car = [0.1, 0.1, 0.2, 0.2], [0.5, 0.5, 0.6, 0.6]
+    # 20 images where the model sees both cars well; then one label with nothing under it and
+    # one with only a faint car under it (confidence 0.15): something is there, the model is just
+    # unsure of it.
+    images = [_image(i, [("car", car), ("car", other_car)], [("car", car, 0.9), ("car", other_car, 0.9)])
+              for i in range(20)]  # fmt: skip
+    images.append(_image(20, [("car", car), ("car", other_car)], [("car", other_car, 0.15)]))
+    spurious = {f.label_id: f.score for f in rank_findings(images, AuditConfig()) if f.kind == "spurious"}
+    nothing, faint = spurious["l20-0"], spurious["l20-1"]
+    assert nothing > AuditConfig().min_score > faint
+    assert faint < nothing / 2
+
+
 def test_a_badly_placed_box_is_one_location_finding_not_missing_plus_spurious(corrupted_dataset):
     dataset, expected = corrupted_dataset
     sample_id = expected["location"][0]
