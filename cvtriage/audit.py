@@ -334,6 +334,8 @@ def evaluate(samples, match_iou: float) -> None:
 def store_findings(samples, findings: list[Finding], flagged: list[Finding]) -> None:
     """Per-label `audit_kind`/`audit_score`, sample `audit_score`, the audit tags on samples and on
     labels of flagged findings, and the saved views. Results of a previous audit are cleared first."""
+    from fiftyone import ViewField as F
+
     dataset = samples._dataset
     tags = [audit_tag(kind) for kind in KINDS]
     dataset.untag_samples(tags)
@@ -370,10 +372,11 @@ def store_findings(samples, findings: list[Finding], flagged: list[Finding]) -> 
         LIKELY_MISLABELED, dataset.match_tags(tags).sort_by("audit_score", reverse=True), overwrite=True
     )
     for kind in KINDS:
+        # Each kind's view sorts by the sample's best score of that kind (not of any kind).
+        field_name = PREDICTIONS if kind == "missing" else GROUND_TRUTH
+        kind_score = F(f"{field_name}.detections").filter(F("audit_kind") == kind).map(F("audit_score")).max()
         dataset.save_view(
-            kind_view_name(kind),
-            dataset.match_tags(audit_tag(kind)).sort_by("audit_score", reverse=True),
-            overwrite=True,
+            kind_view_name(kind), dataset.match_tags(audit_tag(kind)).sort_by(kind_score, reverse=True), overwrite=True
         )
 
 

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from cvtriage.audit import (
     CSV_COLUMNS,
     KINDS,
+    Finding,
     LIKELY_MISLABELED,
     ImageLabels,
     audit_tag,
@@ -231,6 +232,20 @@ def test_results_are_stored_as_tags_fields_and_saved_views(corrupted_dataset):
     scores = mislabeled.values("audit_score")
     assert len(mislabeled) == 4 and scores == sorted(scores, reverse=True)
     assert dataset.count(f"{GROUND_TRUTH}.detections.audit_score") == dataset.count(f"{GROUND_TRUTH}.detections")
+
+
+def test_each_kinds_view_sorts_by_that_kinds_score_not_the_samples_best(corrupted_dataset):
+    dataset, _ = corrupted_dataset
+    first, second = read_image_labels(dataset)[:2]
+    # Sample `first`: a very likely missing box and a weak class error; `second`: a stronger class error.
+    findings = [
+        Finding("missing", 0.95, first.sample_id, first.image_path, pred_id=first.pred_ids[0]),
+        Finding("class", 0.8, second.sample_id, second.image_path, label_id=second.label_ids[0]),
+        Finding("class", 0.6, first.sample_id, first.image_path, label_id=first.label_ids[0]),
+    ]
+    store_findings(dataset, findings, findings)
+    assert dataset.load_saved_view(kind_view_name("class")).values("id") == [second.sample_id, first.sample_id]
+    assert dataset.load_saved_view(LIKELY_MISLABELED).values("id") == [first.sample_id, second.sample_id]
 
 
 @pytest.fixture(scope="module")
