@@ -39,6 +39,8 @@ KINDS = ("class", "missing", "spurious", "location")
 EVAL_KEY = "audit_eval"
 MISTAKENNESS = "mistakenness"
 LIKELY_MISLABELED = "likely-mislabeled"
+# Images per model call on CUDA for `batch: auto` (the CPU takes them one at a time).
+GPU_BATCH = 16
 
 
 def audit_tag(kind: str) -> str:
@@ -139,10 +141,11 @@ def read_image_labels(samples) -> list[ImageLabels]:
 SEEN_VISIBILITY = 0.5
 # Labels a class (or a size bin) must have before its own detection rate outweighs the broader one.
 DETECTABILITY_PRIOR_LABELS = 20
-# How steeply a label's spurious score falls as the model sees something there: (1 - v) ** 5
-# halves it at visibility v = 0.13. Even a faint prediction of any class points to an object
+# How steeply a label's spurious score falls as the model sees something there: (1 - v) ** 10
+# halves it at visibility v = 0.067. Even a faint prediction of any class points to an object
 # (one the model learned poorly); a label with no object under it usually has none at all.
-SPURIOUS_SHARPNESS = 5
+# Sharper still ranked better on clean synthetic ground, but real clutter draws faint boxes too.
+SPURIOUS_SHARPNESS = 10
 
 
 def label_visibility(image: ImageLabels, location_min_iou: float, iou: np.ndarray | None = None) -> np.ndarray:
@@ -421,7 +424,7 @@ def audit_labels(data: str, config: AuditConfig, images_dir: Path | None = None)
     tags, fields and saved views, and write audit.csv/audit.json. Stages show on a progress display."""
     from fiftyone import ViewField as F
 
-    from cvtriage.model import load_model, resolve_classes, resolve_device
+    from cvtriage.model import inference_batch, load_model, resolve_classes, resolve_device
 
     with progress_bar() as progress:
         stages = _Stages(progress)
@@ -434,7 +437,9 @@ def audit_labels(data: str, config: AuditConfig, images_dir: Path | None = None)
             model = load_model(config.weights)
             # The model must know every class of the dataset; it may know more (those are not predicted).
             class_ids = resolve_classes(model, dataset.default_classes, f"--weights {config.weights}")
-            options = PredictOptions(config.conf, config.iou, config.imgsz, config.batch, resolve_device(config.device))
+            device = resolve_device(config.device)
+            batch = inference_batch(config.batch, device, GPU_BATCH)
+            options = PredictOptions(config.conf, config.iou, config.imgsz, batch, device)
             stages.start("predict", None)
             problems += predict_into(view, model, class_ids, options, progress=progress)
         elif not len(view.exists(PREDICTIONS)):

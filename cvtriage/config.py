@@ -32,7 +32,7 @@ class ScanConfig(StrictModel):
     imgsz: int = Field(640, ge=32, le=4096)
     every: int | None = Field(None, ge=1)
     fps: float | None = Field(2.0, gt=0)
-    batch: int = Field(8, ge=1, le=256)
+    batch: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = "auto"
     tile: str = "auto"
     tile_overlap: float = Field(0.15, ge=0, lt=0.5)
     tile_full_frame: bool = False
@@ -131,7 +131,7 @@ class AuditConfig(StrictModel):
     conf: float = Field(0.01, gt=0, lt=1)
     iou: float = Field(0.6, gt=0, le=1)
     imgsz: int = Field(640, ge=32, le=4096)
-    batch: int = Field(16, ge=1, le=256)
+    batch: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = "auto"
     device: str = "auto"
     evaluate_conf: float = Field(0.05, gt=0, lt=1)
     match_iou: float = Field(0.5, gt=0, lt=1)

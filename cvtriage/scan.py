@@ -32,7 +32,7 @@ from cvtriage.detect import Detector, FrameDetections
 from cvtriage.errors import CvtriageError
 from cvtriage.events import MAX_PROBE_SPACING, Event, EventTracker, refine_gap
 from cvtriage.frames import BadRange, FrameSource, PrefetchedFrames, VideoInfo, probe_source, sample_step
-from cvtriage.model import class_names, describe_device, load_model, resolve_classes, resolve_device
+from cvtriage.model import class_names, describe_device, inference_batch, load_model, resolve_classes, resolve_device
 
 LOG_VERSION = 2  # 2: frames hold detections down to detect.WEAK_CONF_SHARE x conf
 # The settings that change which frames are inferred or what the model finds in them: a log
@@ -41,6 +41,10 @@ DETECTION_SETTINGS = {
     "weights", "classes", "conf", "iou", "imgsz", "every", "fps", "batch",
     "tile", "tile_overlap", "tile_full_frame", "refine", "device",
 }  # fmt: skip
+# Sampled frames per model call on CUDA for `batch: auto` (the CPU takes them one at a time).
+GPU_SCAN_BATCH = 8
+# Sampled frames decoded ahead of the model, at least: decoding overlaps inference.
+PREFETCH_FRAMES = 8
 
 
 @dataclass
@@ -276,10 +280,10 @@ class _Scan:
             self.log.close()
 
     def _run(self) -> ScanResult:
-        batch_size = self.settings.batch
+        batch_size = inference_batch(self.settings.batch, self.device, GPU_SCAN_BATCH)
         wanted = lambda index: index % self.step == 0 and index not in self.log.frames  # noqa: E731
         batch_of = lambda index: index // self.step // batch_size  # noqa: E731
-        prefetch = PrefetchedFrames(self.source, wanted, queue_size=2 * batch_size)
+        prefetch = PrefetchedFrames(self.source, wanted, queue_size=max(2 * batch_size, PREFETCH_FRAMES))
         batch: list[tuple[int, np.ndarray]] = []
         loop_started = time.perf_counter()
         with self._progress() as progress:

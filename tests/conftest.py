@@ -32,6 +32,9 @@ _font_dir.mkdir(parents=True)
 import matplotlib  # noqa: E402
 
 shutil.copyfile(Path(matplotlib.get_data_path()) / "fonts/ttf/DejaVuSans.ttf", _font_dir / "Arial.ttf")
+# Ultralytics writes its settings file (and says so) on first import: let that happen here, not
+# inside the output of whichever CLI test happens to run first.
+import ultralytics.utils  # noqa: E402, F401
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
