@@ -97,6 +97,17 @@ def accepts_any_input_size(model) -> bool:
     return isinstance(getattr(model, "model", None), torch.nn.Module)
 
 
+def exported_input_size(model) -> int | None:
+    """The fixed input side of an exported model (OpenVINO, ONNX, ... exported without `dynamic`),
+    which Ultralytics reads from the export's metadata once the model's predictor is set up; None
+    when the model takes any size or does not say."""
+    backend = getattr(getattr(model, "predictor", None), "model", None)
+    imgsz = getattr(backend, "imgsz", None)
+    if imgsz is None or getattr(backend, "dynamic", False):
+        return None
+    return int(max(imgsz)) if isinstance(imgsz, (list, tuple)) else int(imgsz)
+
+
 def tile_windows(width: int, height: int, rows: int, cols: int, overlap: float) -> list[tuple[int, int, int, int]]:
     """Equal-size, overlapping (x0, y0, x1, y1) windows covering the frame, row by row."""
 
@@ -159,12 +170,16 @@ class Detector:
         self.settings = settings
         self.class_ids = class_ids
         self.device = device
-        whole = whole_frame_input(width, height, settings.imgsz) if settings.tile == "auto" else None
-        if whole is not None and accepts_any_input_size(model):
+        any_size = accepts_any_input_size(model)
+        # An exported model sees every input padded to its export size, whatever imgsz says: plan
+        # the tiles for that size (an 864-px export takes a 1280x720 frame whole, not in 2 tiles).
+        imgsz = settings.imgsz if any_size else exported_input_size(model) or settings.imgsz
+        whole = whole_frame_input(width, height, imgsz) if settings.tile == "auto" else None
+        if whole is not None and any_size:
             self.grid, self.input_size = (1, 1), whole
         else:
-            self.grid = tile_grid(width, height, settings.imgsz, settings.tile, settings.tile_overlap)
-            self.input_size = settings.imgsz
+            self.grid = tile_grid(width, height, imgsz, settings.tile, settings.tile_overlap)
+            self.input_size = imgsz
         self.tiled = self.grid != (1, 1)
         self.windows = tile_windows(width, height, *self.grid, settings.tile_overlap) if self.tiled else []
         # SAHI's "standard prediction": the whole frame too, for objects larger than a tile.

@@ -1,5 +1,7 @@
 """Detections: tile grids, SAHI-style merging across tiles, and batched tiled inference."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -29,6 +31,12 @@ def test_auto_gives_a_pytorch_model_the_whole_frame_at_a_larger_input_and_tiles_
     assert (pytorch.grid, pytorch.input_size, pytorch.images_per_frame) == ((1, 1), 864, 1)
     fixed = Detector(SquareDetector(), settings, None, "cpu", 1280, 720)  # stands in for an exported model
     assert (fixed.grid, fixed.input_size) == ((1, 2), 640)
+    # An exported model that says its size (Ultralytics' predictor reads the export's metadata):
+    # every input is padded to it anyway, so an 864-px export takes the frame whole.
+    exported_864 = SquareDetector()
+    exported_864.predictor = SimpleNamespace(model=SimpleNamespace(imgsz=[864, 864], dynamic=False))
+    assert Detector(exported_864, settings, None, "cpu", 1280, 720).grid == (1, 1)
+    assert Detector(exported_864, settings, None, "cpu", 1280, 720).input_size == 864
     settings.tile = "off"
     assert Detector(YOLO("yolo11n.yaml"), settings, None, "cpu", 1280, 720).input_size == 640
 
