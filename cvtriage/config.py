@@ -17,6 +17,8 @@ from cvtriage.errors import CvtriageError
 from cvtriage.paths import CONFIG_DIR
 
 TILE_PATTERN = re.compile(r"^(auto|off|\d+x\d+)$")
+# Images per model call for inference (scan, audit): a number, or auto (cvtriage.model.inference_batch).
+InferenceBatch = Annotated[int, Field(ge=1, le=256)] | Literal["auto"]
 
 
 class StrictModel(BaseModel):
@@ -32,7 +34,7 @@ class ScanConfig(StrictModel):
     imgsz: int = Field(640, ge=32, le=4096)
     every: int | None = Field(None, ge=1)
     fps: float | None = Field(2.0, gt=0)
-    batch: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = "auto"
+    batch: InferenceBatch = "auto"
     tile: str = "auto"
     tile_overlap: float = Field(0.15, ge=0, lt=0.5)
     tile_full_frame: bool = False
@@ -131,7 +133,7 @@ class AuditConfig(StrictModel):
     conf: float = Field(0.01, gt=0, lt=1)
     iou: float = Field(0.6, gt=0, le=1)
     imgsz: int = Field(640, ge=32, le=4096)
-    batch: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = "auto"
+    batch: InferenceBatch = "auto"
     device: str = "auto"
     evaluate_conf: float = Field(0.05, gt=0, lt=1)
     match_iou: float = Field(0.5, gt=0, lt=1)

@@ -35,8 +35,8 @@ def test_auto_gives_a_pytorch_model_the_whole_frame_at_a_larger_input_and_tiles_
     # every input is padded to it anyway, so an 864-px export takes the frame whole.
     exported_864 = SquareDetector()
     exported_864.predictor = SimpleNamespace(model=SimpleNamespace(imgsz=[864, 864], dynamic=False))
-    assert Detector(exported_864, settings, None, "cpu", 1280, 720).grid == (1, 1)
-    assert Detector(exported_864, settings, None, "cpu", 1280, 720).input_size == 864
+    exported = Detector(exported_864, settings, None, "cpu", 1280, 720)
+    assert (exported.grid, exported.input_size) == ((1, 1), 864)
     settings.tile = "off"
     assert Detector(YOLO("yolo11n.yaml"), settings, None, "cpu", 1280, 720).input_size == 640
 
