@@ -24,6 +24,8 @@ from cvtriage.audit import (
     rank_findings,
     read_image_labels,
     store_findings,
+    surround_contrast,
+    weigh_spurious_by_contrast,
 )
 from cvtriage.cli import app
 from cvtriage.config import AuditConfig
@@ -185,6 +187,30 @@ def test_a_faint_prediction_under_a_label_makes_it_far_less_suspicious_than_noth
     nothing, faint = spurious["l20-0"], spurious["l20-1"]
     assert nothing > AuditConfig().min_score > faint
     assert faint < nothing / 2
+
+
+def test_a_spurious_label_on_empty_ground_outranks_an_unseen_object_that_stands_out(tmp_path):
+    import cv2
+
+    # Grass-like ground (noisy green), one red object the model missed, and nothing at all elsewhere.
+    rng = np.random.default_rng(0)
+    ground = np.clip(rng.normal([60, 140, 70], 12, (200, 300, 3)), 0, 255).astype(np.uint8)
+    ground[80:120, 40:70] = (30, 30, 200)  # BGR red
+    image_path = tmp_path / "ground.jpg"
+    cv2.imwrite(str(image_path), ground)
+    on_object, on_ground = [40 / 300, 80 / 200, 70 / 300, 120 / 200], [200 / 300, 60 / 200, 230 / 300, 100 / 200]
+    findings = [
+        Finding("spurious", 0.8, "s0", str(image_path), label_id="object", label_box=on_object),
+        Finding("spurious", 0.8, "s0", str(image_path), label_id="ground", label_box=on_ground),
+        Finding("spurious", 0.5, "s1", str(tmp_path / "unreadable.jpg"), label_id="unread", label_box=on_ground),
+        Finding("class", 0.7, "s0", str(image_path), label_id="class", label_box=on_object),
+    ]
+    weighed = {f.label_id: f.score for f in weigh_spurious_by_contrast(findings)}
+    assert [f.label_id for f in weigh_spurious_by_contrast(findings)][0] == "ground"
+    assert weighed["ground"] > 0.6 and weighed["object"] < 0.1
+    assert weighed["unread"] == 0.5 and weighed["class"] == 0.7  # no image, or not a spurious finding: unchanged
+    lab = cv2.cvtColor(ground, cv2.COLOR_BGR2LAB)
+    assert surround_contrast(lab, [0, 0, 1, 1]) == 0.0  # a box over the whole image has no surroundings
 
 
 def test_a_badly_placed_box_is_one_location_finding_not_missing_plus_spurious(corrupted_dataset):
