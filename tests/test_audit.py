@@ -25,7 +25,7 @@ from cvtriage.audit import (
     read_image_labels,
     store_findings,
     surround_contrast,
-    weigh_spurious_by_contrast,
+    weigh_by_image_contrast,
 )
 from cvtriage.cli import app
 from cvtriage.config import AuditConfig
@@ -189,26 +189,32 @@ def test_a_faint_prediction_under_a_label_makes_it_far_less_suspicious_than_noth
     assert faint < nothing / 2
 
 
-def test_a_spurious_label_on_empty_ground_outranks_an_unseen_object_that_stands_out(tmp_path):
+def test_image_contrast_weighs_spurious_and_location_findings(tmp_path):
     import cv2
 
-    # Grass-like ground (noisy green), one red object the model missed, and nothing at all elsewhere.
+    # Grass-like ground (noisy green), one red object, and nothing at all elsewhere.
     rng = np.random.default_rng(0)
     ground = np.clip(rng.normal([60, 140, 70], 12, (200, 300, 3)), 0, 255).astype(np.uint8)
     ground[80:120, 40:70] = (30, 30, 200)  # BGR red
-    image_path = tmp_path / "ground.jpg"
-    cv2.imwrite(str(image_path), ground)
+    image_path = str(tmp_path / "ground.jpg")
+    cv2.imwrite(image_path, ground)
     on_object, on_ground = [40 / 300, 80 / 200, 70 / 300, 120 / 200], [200 / 300, 60 / 200, 230 / 300, 100 / 200]
+    half_off = [55 / 300, 100 / 200, 85 / 300, 140 / 200]  # half on the object, half on the ground
     findings = [
-        Finding("spurious", 0.8, "s0", str(image_path), label_id="object", label_box=on_object),
-        Finding("spurious", 0.8, "s0", str(image_path), label_id="ground", label_box=on_ground),
+        # A label the model saw nothing under: on the object (the model missed it) or on empty ground.
+        Finding("spurious", 0.8, "s0", image_path, label_id="object", label_box=on_object),
+        Finding("spurious", 0.8, "s0", image_path, label_id="ground", label_box=on_ground),
+        # A label and the model's box overlapping poorly: which of the two frames the object?
+        Finding("location", 0.6, "s0", image_path, label_id="label off", label_box=half_off, pred_box=on_object),
+        Finding("location", 0.6, "s0", image_path, label_id="model off", label_box=on_object, pred_box=half_off),
         Finding("spurious", 0.5, "s1", str(tmp_path / "unreadable.jpg"), label_id="unread", label_box=on_ground),
-        Finding("class", 0.7, "s0", str(image_path), label_id="class", label_box=on_object),
+        Finding("class", 0.7, "s0", image_path, label_id="class", label_box=on_object, pred_box=on_ground),
     ]
-    weighed = {f.label_id: f.score for f in weigh_spurious_by_contrast(findings)}
-    assert [f.label_id for f in weigh_spurious_by_contrast(findings)][0] == "ground"
-    assert weighed["ground"] > 0.6 and weighed["object"] < 0.1
-    assert weighed["unread"] == 0.5 and weighed["class"] == 0.7  # no image, or not a spurious finding: unchanged
+    weighed = weigh_by_image_contrast(findings)
+    score = {f.label_id: f.score for f in weighed}
+    assert weighed[0].label_id == "ground" and score["ground"] > 0.6 and score["object"] < 0.1
+    assert score["label off"] == 0.6 and score["model off"] < 0.3
+    assert score["unread"] == 0.5 and score["class"] == 0.7  # no image, or another kind: unchanged
     lab = cv2.cvtColor(ground, cv2.COLOR_BGR2LAB)
     assert surround_contrast(lab, [0, 0, 1, 1]) == 0.0  # a box over the whole image has no surroundings
 
