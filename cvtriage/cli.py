@@ -247,7 +247,8 @@ def audit_labels_command(
         console.print(table)
     if report.labels_seen is not None:
         console.print(f"The model sees {report.labels_seen:.0%} of the labelled objects; a label it misses counts as "
-                      "spurious only as far as it sees labels of that class and size elsewhere.", soft_wrap=True)
+                      "spurious only as far as it sees labels of that class and size elsewhere, and as its box looks like the "
+                      "ground around it.", soft_wrap=True)
         if report.labels_seen < 0.1:
             console.print("[yellow]warning:[/] the model sees almost none of the labels: this audit says little; "
                           "pass --weights trained on these classes (see cvtriage train)", soft_wrap=True)
