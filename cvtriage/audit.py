@@ -306,10 +306,10 @@ def surround_contrast(image_lab: np.ndarray, box) -> float:
     x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(max(x2, x1 + 1), width), min(max(y2, y1 + 1), height)
     half_w, half_h = (x2 - x1 + 1) // 2, (y2 - y1 + 1) // 2
     rx1, ry1, rx2, ry2 = max(x1 - half_w, 0), max(y1 - half_h, 0), min(x2 + half_w, width), min(y2 + half_h, height)
-    around = image_lab[ry1:ry2, rx1:rx2].astype(np.float32)
+    around = image_lab[ry1:ry2, rx1:rx2].astype(np.float32)  # the box and its ring, split by a mask
     in_ring = np.ones(around.shape[:2], dtype=bool)
     in_ring[y1 - ry1 : y2 - ry1, x1 - rx1 : x2 - rx1] = False
-    inside, ring = image_lab[y1:y2, x1:x2].reshape(-1, 3).astype(np.float32), around[in_ring]
+    inside, ring = around[~in_ring], around[in_ring]
     if len(inside) == 0 or len(ring) < 4:  # a box over the whole image has no surroundings to compare
         return 0.0
     spread = float(np.sqrt(ring.var(axis=0).mean()))
