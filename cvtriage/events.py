@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -46,6 +46,9 @@ class Event:
     best_frame: int  # the keyframe: the frame of peak confidence
     best_box_xyxy: tuple[float, float, float, float]
     frames_seen: int  # inferred frames in which the tracker matched the object
+    # The object's box in each of those frames: (frame, x1, y1, x2, y2, confidence), in frame
+    # order. A reviewer's decision on the event labels all of them (cvtriage.teach.harvest).
+    track: list[tuple[int, float, float, float, float, float]] = field(default_factory=list)
 
 
 # --- coarse-to-fine -----------------------------------------------------------------------------
@@ -191,6 +194,7 @@ class _TrackRecord:
     peak_confidence: float
     best_frame: int
     best_box: tuple[float, float, float, float]
+    boxes: list[tuple[int, float, float, float, float, float]]
     confirmed: bool = False
 
 
@@ -242,9 +246,11 @@ class EventTracker:
         record = self.tracks.get(track_id)
         if record is None:
             self.tracks[track_id] = _TrackRecord(
-                int(frame.class_ids[index]), frame.frame_index, frame.frame_index, 1, score, frame.frame_index, box, confirmed
-            )
+                int(frame.class_ids[index]), frame.frame_index, frame.frame_index, 1, score, frame.frame_index, box,
+                [(frame.frame_index, *box, score)], confirmed,
+            )  # fmt: skip
             return
+        record.boxes.append((frame.frame_index, *box, score))
         record.last_frame = frame.frame_index
         record.frames_seen += 1
         record.confirmed |= confirmed
@@ -278,6 +284,7 @@ class EventTracker:
                 best_frame=record.best_frame,
                 best_box_xyxy=record.best_box,
                 frames_seen=record.frames_seen,
+                track=list(record.boxes),
             )
             for number, (track_id, record) in enumerate(kept, start=1)
         ]

@@ -10,6 +10,7 @@ Two ways to read a source, both with memory bounded whatever its length or resol
 
 from __future__ import annotations
 
+import hashlib
 import math
 import queue
 import threading
@@ -59,6 +60,33 @@ class BadRange:
 
 def image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+# Bytes read from each end of a video for its identity: enough to tell another recording (or a
+# re-encode) apart, without hashing gigabytes.
+IDENTITY_BYTES = 1 << 20
+
+
+def source_identity(info: VideoInfo) -> dict | None:
+    """What tells this source from another that took its place: size and a hash of both ends of a
+    video file; names, sizes and the same hash over an image folder's files. None when the
+    source cannot be read (any more)."""
+    try:
+        files = image_files(info.path) if info.kind == "images" else [Path(info.path)]
+        digest = hashlib.sha256()
+        total = 0
+        for path in files:
+            size = path.stat().st_size
+            total += size
+            digest.update(f"{path.name}:{size}:".encode())
+            with open(path, "rb") as handle:
+                digest.update(handle.read(IDENTITY_BYTES))
+                if size > 2 * IDENTITY_BYTES:
+                    handle.seek(size - IDENTITY_BYTES)
+                    digest.update(handle.read(IDENTITY_BYTES))
+    except OSError:
+        return None
+    return {"files": len(files), "size_bytes": total, "sha256": digest.hexdigest()}
 
 
 def probe_source(path: Path, images_fps: float = 1.0) -> VideoInfo:

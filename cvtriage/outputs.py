@@ -27,7 +27,7 @@ from cvtriage.dataset import iou_matrix
 from cvtriage.detect import FrameDetections
 from cvtriage.errors import CvtriageError
 from cvtriage.events import Event
-from cvtriage.frames import VideoInfo
+from cvtriage.frames import VideoInfo, source_identity
 
 if TYPE_CHECKING:
     import fiftyone as fo
@@ -399,6 +399,7 @@ def _event_record(
         "frames_seen": event.frames_seen,
         "keyframe": f"{KEYFRAMES_DIR}/{keyframe_name}",
         "keyframe_clean": f"{CLEAN_KEYFRAMES_DIR}/{keyframe_name}",
+        "track": [[frame, *(round(float(v), 1) for v in box), round(float(score), 4)] for frame, *box, score in event.track],
     }
 
 
@@ -453,6 +454,8 @@ def _write_events_json(
             "frame_count": video.frame_count,
             "duration_s": round(video.duration_s, 3),
             "duration_timecode": format_timecode(video.duration_s),
+            # Harvesting decodes the event frames again: this tells whether the file is still the one scanned.
+            "identity": source_identity(video),
         },
         "settings": settings.model_dump(mode="json"),
         "classes": {str(class_id): name for class_id, name in sorted(class_names.items())},
