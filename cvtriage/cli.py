@@ -102,6 +102,27 @@ def scan_command(
         console.print(f"FiftyOne dataset: {settings.dataset}")
 
 
+@app.command("compare", rich_help_panel="Triage footage")
+@user_errors
+def compare_command(
+    run_a: Path = typer.Argument(..., help="A scan results folder (<scan out>/<video-stem>/), e.g. before fine-tuning."),
+    run_b: Path = typer.Argument(..., help="A scan results folder of the same video, e.g. after fine-tuning."),
+    out: Optional[Path] = typer.Option(
+        None, help="Folder for compare.csv/json/png (default runs/compare/<video-stem>-<A's scan folder>-vs-<B's>)."
+    ),
+    min_iou: float = typer.Option(0.3, min=0.0, max=1.0, help="IoU at which an event of A and one of B are the same object."),
+) -> None:
+    """Compare two scans of one video: events matched, changed class, lost, gained."""
+    from cvtriage.teach.compare import compare_scans, summary_tables
+
+    comparison = compare_scans(run_a, run_b, out=out, min_iou=min_iou)
+    for table in summary_tables(comparison):
+        console.print(table)
+    outputs = comparison.outputs
+    console.print(f"Results: {outputs['out_dir']} ({outputs['csv'].name}, {outputs['json'].name}, {outputs['png'].name})",
+                  soft_wrap=True, highlight=False)
+
+
 class _ProgressBar:
     """A rich progress bar fed by a stage's on_progress(done, total) callback. It appears with the
     first call, so a mistake found before any work starts prints as one clean line."""
@@ -375,6 +396,36 @@ def export_labels_command(
     if result.untagged_samples:
         console.print(f"[yellow]warning:[/] {result.untagged_samples} samples have no train/val/test tag (not exported)")
     console.print(f"Dataset: {result.yaml_path}", soft_wrap=True, highlight=False)
+
+
+@app.command("harvest", rich_help_panel="Review")
+@user_errors
+def harvest_command(
+    dataset: str = typer.Argument(..., help="The scan's FiftyOne dataset, its events tagged confirmed, not-object or class:<name>."),
+    out: Path = typer.Argument(..., help="New folder for the YOLO dataset (data.yaml, images/, labels/, manifest.json)."),
+    merge: Optional[Path] = typer.Option(None, help="Existing YOLO dataset to add the harvest to (its class order is kept)."),
+    decisions: Optional[Path] = typer.Option(None, help="CSV of decisions: event_id,decision,class[,video] (with or instead of App tags)."),
+    new_class: list[str] = typer.Option([], help="A class name that may look like a typo of a known one but is new (repeatable)."),
+    ignore_tag: list[str] = typer.Option([], help="A tag that is not a decision, to leave alone (repeatable)."),
+    split_by: Optional[str] = typer.Option(None, help="Keep together on one side of train/val: auto, event or video."),
+    val_fraction: Optional[float] = typer.Option(None, help="Share of the harvested frames for val."),
+    classes: Optional[str] = typer.Option(None, help="Class list without --merge: model (its classes, then new) or decided."),
+    config: Optional[Path] = typer.Option(None, help="Settings file overriding configs/harvest.yaml."),
+) -> None:
+    """Turn reviewers' decisions on scan events into a YOLO dataset: every view of each decided event."""
+    from cvtriage.config import load_harvest_config
+    from cvtriage.teach.harvest import harvest, summary_table
+
+    settings = load_harvest_config(
+        config, split_by=split_by, val_fraction=val_fraction, classes=classes,
+        new_classes=new_class or None, ignore_tags=ignore_tag or None,
+    )  # fmt: skip
+    with _ProgressBar("Decoding frames") as progress:
+        result = harvest(dataset, out, settings, decisions_csv=decisions, merge=merge, on_progress=progress)
+    console.print(summary_table(result))
+    console.print(f"Dataset: {result.data_yaml}", soft_wrap=True, highlight=False)
+    console.print(f"Manifest: {result.out / 'manifest.json'}", soft_wrap=True, highlight=False)
+    console.print(f"Next: cvtriage train {result.data_yaml} --weights <the scan's weights>", soft_wrap=True, highlight=False)
 
 
 def main() -> None:

@@ -150,6 +150,27 @@ class AuditConfig(StrictModel):
         return self
 
 
+class HarvestConfig(StrictModel):
+    """configs/harvest.yaml: how reviewers' decisions on scan events become a YOLO dataset."""
+
+    view_shift: float = Field(0.05, ge=0, le=1)
+    view_scale: float = Field(1.25, ge=1)
+    decided_iou: float = Field(0.5, gt=0, le=1)
+    split_by: Literal["auto", "event", "video"] = "auto"
+    val_fraction: float = Field(0.2, ge=0, lt=1)
+    classes: Literal["model", "decided"] = "model"
+    new_classes: list[str] = Field(default_factory=list)
+    ignore_tags: list[str] = Field(default_factory=list)
+    jpeg_quality: int = Field(95, ge=10, le=100)
+
+    @field_validator("new_classes", "ignore_tags", mode="before")
+    @classmethod
+    def _listed(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        return [value] if isinstance(value, str) else value
+
+
 Settings = TypeVar("Settings", bound=StrictModel)
 
 
@@ -209,6 +230,10 @@ def load_scan_config(config_file: Path | None = None, **overrides: Any) -> ScanC
 
 def load_train_config(config_file: Path | None = None, **overrides: Any) -> TrainConfig:
     return load_settings(TrainConfig, "everyday.yaml", config_file, overrides)
+
+
+def load_harvest_config(config_file: Path | None = None, **overrides: Any) -> HarvestConfig:
+    return load_settings(HarvestConfig, "harvest.yaml", config_file, overrides)
 
 
 def load_audit_config(config_file: Path | None = None, **overrides: Any) -> AuditConfig:

@@ -28,6 +28,8 @@ from cvtriage.detect import FrameDetections
 from cvtriage.errors import CvtriageError
 from cvtriage.events import Event
 from cvtriage.frames import VideoInfo, source_identity
+from cvtriage.teach.decisions import undecided_filter
+from cvtriage.teach.queue import REVIEW_QUEUE_VIEW, TeachingValue, teaching_values
 
 if TYPE_CHECKING:
     import fiftyone as fo
@@ -47,7 +49,7 @@ EVENT_COLUMNS = [
     "event_id", "class_id", "class_name", "track_id",
     "first_frame", "last_frame", "first_time_s", "first_timecode", "last_time_s", "last_timecode",
     "duration_s", "peak_confidence", "best_frame", "best_time_s", "best_timecode",
-    "x1", "y1", "x2", "y2", "frames_seen", "keyframe",
+    "x1", "y1", "x2", "y2", "frames_seen", "review_priority", "keyframe",
 ]  # fmt: skip
 DETECTION_COLUMNS = [
     "frame", "time_s", "timecode", "class_id", "class_name", "confidence", "x1", "y1", "x2", "y2",
@@ -87,19 +89,23 @@ def write_scan_outputs(
     _check_replaceable(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     detections_by_frame = {frame.frame_index: frame for frame in detections}
+    teaching = teaching_values(events, settings.conf, video.fps, (video.width, video.height))
 
     staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.partial-"))
     try:
         keyframe_names = _write_keyframes(
             staging, video, events, detections_by_frame, class_names, keyframes, settings.jpeg_quality
         )
-        rows = [_event_record(event, video, detections_by_frame, keyframe_names[event.event_id]) for event in events]
+        rows = [
+            _event_record(event, video, detections_by_frame, keyframe_names[event.event_id], teaching[event.event_id])
+            for event in events
+        ]
         detection_count = sum(len(frame.scores) for frame in detections)
         _write_events_json(staging / EVENTS_JSON, rows, video, settings, class_names, stats, detection_count)
-        _write_csv(staging / EVENTS_CSV, EVENT_COLUMNS, (_event_csv_row(row) for row in rows))
-        _write_csv(staging / DETECTIONS_CSV, DETECTION_COLUMNS, _detection_rows(detections, class_names))
+        write_csv(staging / EVENTS_CSV, EVENT_COLUMNS, (_event_csv_row(row) for row in rows))
+        write_csv(staging / DETECTIONS_CSV, DETECTION_COLUMNS, _detection_rows(detections, class_names))
         write_timeline(staging / TIMELINE_PNG, video, events, detections_by_frame, stats.get("bad_ranges", []))
-        _replace_dir(staging, out_dir)
+        replace_dir(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -116,7 +122,9 @@ def write_scan_outputs(
         clean_paths = {
             event_id: out_dir / CLEAN_KEYFRAMES_DIR / name for event_id, name in keyframe_names.items()
         }
-        store_scan_in_fiftyone(settings.dataset, video, events, clean_paths, detections_by_frame, class_names)
+        store_scan_in_fiftyone(
+            settings.dataset, video, events, clean_paths, detections_by_frame, class_names, out_dir, teaching
+        )
     return paths
 
 
@@ -127,11 +135,14 @@ def store_scan_in_fiftyone(
     keyframe_paths: dict[int, Path],
     detections_by_frame: dict[int, FrameDetections],
     class_names: dict[int, str],
+    results_folder: Path,
+    teaching: dict[int, TeachingValue],
 ) -> "fo.Dataset":
     """One sample per event keyframe in a persistent dataset; re-scanning a video replaces its samples.
 
     `keyframe_paths` are the clean keyframes (no boxes drawn: the App draws `detections`).
-    Samples of other videos in the same dataset are kept.
+    `results_folder` (events.json, every inferred frame's boxes) is where harvesting reads each
+    event's track. Samples of other videos in the same dataset are kept.
     """
     import fiftyone as fo
     from fiftyone import ViewField as F
@@ -166,6 +177,12 @@ def store_scan_in_fiftyone(
                 last_time_s=event.last_time_s,
                 peak_confidence=event.peak_confidence,
                 source_video=source_video,
+                scan_results=str(Path(results_folder).resolve()),
+                review_priority=teaching[event.event_id].priority,
+                uncertainty=teaching[event.event_id].uncertainty,
+                rival_class=teaching[event.event_id].rival,
+                fragment=teaching[event.event_id].fragment,
+                views=teaching[event.event_id].views,
             )
         )
     # Add the new samples before deleting the old ones: a failure leaves the previous scan visible.
@@ -177,6 +194,12 @@ def store_scan_in_fiftyone(
         FLAGGED_VIEW,
         dataset.match_tags(FLAGGED_TAG).sort_by("peak_confidence", reverse=True),
         description="Scan events, highest peak confidence first",
+        overwrite=True,
+    )
+    dataset.save_view(
+        REVIEW_QUEUE_VIEW,
+        dataset.match_tags(FLAGGED_TAG).match(undecided_filter()).sort_by("review_priority", reverse=True),
+        description="Events nobody has decided on yet, the ones a decision teaches the model most first",
         overwrite=True,
     )
     return dataset
@@ -253,24 +276,24 @@ def write_timeline(
     ax.set_ylim(-0.6, max(len(classes), 1) - 0.4)
     ax.invert_yaxis()
     ax.set_xlim(0, end_s)
-    ax.xaxis.set_major_locator(MultipleLocator(_tick_step(end_s)))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda seconds, _: _clock(seconds, long=end_s >= 3600)))
+    ax.xaxis.set_major_locator(MultipleLocator(tick_step(end_s)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda seconds, _: clock(seconds, long=end_s >= 3600)))
     ax.set_xlabel("video time (h:mm:ss)" if end_s >= 3600 else "video time (mm:ss)")
     ax.grid(axis="x", alpha=0.3)
     if not events:
         ax.text(0.5, 0.5, "no events", transform=ax.transAxes, ha="center", va="center", color="0.4", fontsize=12)
     count = f"{len(events)} event" + ("" if len(events) == 1 else "s")
-    ax.set_title(f"{Path(video.path).name}: {count} in {_clock(video.duration_s, long=end_s >= 3600)}")
+    ax.set_title(f"{Path(video.path).name}: {count} in {clock(video.duration_s, long=end_s >= 3600)}")
     fig.savefig(path)
 
 
-def _tick_step(end_s: float) -> float:
+def tick_step(end_s: float) -> float:
     """A round tick interval (1 s .. 1 h) giving at most about 12 ticks."""
     steps = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600]
     return next((step for step in steps if end_s / step <= 12), end_s / 12)
 
 
-def _clock(seconds: float, long: bool = False) -> str:
+def clock(seconds: float, long: bool = False) -> str:
     total = max(0, round(seconds))
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
@@ -376,7 +399,11 @@ def _write_keyframes(
 
 
 def _event_record(
-    event: Event, video: VideoInfo, detections_by_frame: dict[int, FrameDetections], keyframe_name: str
+    event: Event,
+    video: VideoInfo,
+    detections_by_frame: dict[int, FrameDetections],
+    keyframe_name: str,
+    teaching: TeachingValue,
 ) -> dict[str, Any]:
     best_time_s = _best_time_s(event, video, detections_by_frame)
     return {
@@ -397,6 +424,7 @@ def _event_record(
         "best_timecode": format_timecode(best_time_s),
         "best_box_xyxy": [round(float(value), 1) for value in event.best_box_xyxy],
         "frames_seen": event.frames_seen,
+        "review_priority": teaching.priority,
         "keyframe": f"{KEYFRAMES_DIR}/{keyframe_name}",
         "keyframe_clean": f"{CLEAN_KEYFRAMES_DIR}/{keyframe_name}",
         "track": [[frame, *(round(float(v), 1) for v in box), round(float(score), 4)] for frame, *box, score in event.track],
@@ -410,7 +438,7 @@ def _event_csv_row(record: dict[str, Any]) -> list[Any]:
         record["first_frame"], record["last_frame"], record["first_time_s"], record["first_timecode"],
         record["last_time_s"], record["last_timecode"], record["duration_s"], record["peak_confidence"],
         record["best_frame"], record["best_time_s"], record["best_timecode"],
-        x1, y1, x2, y2, record["frames_seen"], record["keyframe"],
+        x1, y1, x2, y2, record["frames_seen"], record["review_priority"], record["keyframe"],
     ]  # fmt: skip
 
 
@@ -425,7 +453,7 @@ def _detection_rows(detections: list[FrameDetections], class_names: dict[int, st
             ]  # fmt: skip
 
 
-def _write_csv(path: Path, columns: list[str], rows: Iterable[list[Any]]) -> None:
+def write_csv(path: Path, columns: list[str], rows: Iterable[list[Any]]) -> None:
     with path.open("w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
         writer.writerow(columns)
@@ -484,7 +512,7 @@ def _check_replaceable(out_dir: Path) -> None:
         raise CvtriageError(f"{out_dir}: exists and is not a cvtriage scan folder; choose another output folder")
 
 
-def _replace_dir(staging: Path, target: Path) -> None:
+def replace_dir(staging: Path, target: Path) -> None:
     """Move the complete `staging` folder to `target`, replacing a previous results folder."""
     if not target.exists():
         staging.rename(target)

@@ -17,6 +17,7 @@ from cvtriage.detect import FrameDetections
 from cvtriage.errors import CvtriageError
 from cvtriage.events import Event
 from cvtriage.frames import VideoInfo
+from cvtriage.teach.queue import teaching_values
 from cvtriage.outputs import format_timecode, store_scan_in_fiftyone, write_scan_outputs, write_timeline
 
 CLASS_NAMES = {0: "person", 1: "ladder", 2: "fire extinguisher"}
@@ -264,7 +265,10 @@ def test_rescanning_replaces_that_videos_samples_only(tmp_path, dataset_name):
     clean = tmp_path / "out" / "other" / "keyframes" / "clean"
     keyframe_paths = {1: clean / "event_0001_ladder_00-00-01.000.jpg", 2: clean / "event_0002_person_00-00-06.500.jpg"}
     detections = {frame.frame_index: frame for frame in _detections()}
-    store_scan_in_fiftyone(dataset_name, other, _events(), keyframe_paths, detections, CLASS_NAMES)
+    teaching = teaching_values(_events(), 0.3, FPS, (320, 240))
+    store_scan_in_fiftyone(
+        dataset_name, other, _events(), keyframe_paths, detections, CLASS_NAMES, tmp_path / "out" / "other", teaching
+    )
     assert len(fo.load_dataset(dataset_name)) == 3
 
 
