@@ -8,19 +8,23 @@ FiftyOne dataset, and a simulated reviewer decides events from the ground truth,
 an event whose track follows a truth object (median IoU >= REVIEWER_IOU over the frames both
 exist) is `confirmed` when the class is right and `class:<truth class>` when not; any other event
 is `not-object`. For budgets of 10, 25 and 50 decisions, taken in `review-queue` order and in
-plain time order, it harvests a dataset and prints:
+plain time order, it harvests a dataset, merged (`--merge`) into a small synthetic training set of
+the classes the weak model knows (fine-tuning on a harvest alone makes a model forget: measured
+in the README), and prints:
 - boxes harvested per decision;
 - precision of the harvested boxes against the truth (same class, IoU >= 0.5 with a truth box in
   that frame; target >= 95%);
 - completeness: the share of the truth's boxes in the harvested frames that got a label (any
-  class, IoU >= 0.5; target >= 90%): an unlabelled object in a training frame teaches background;
-then fine-tunes the weak model on the harvest (a few CPU epochs at a small size) and scans test
-flyovers it has never seen at the scan's default confidence: event recall and precision against
-the truth (class, shared frames, keyframe box IoU >= 0.3), before and after.
+  class, IoU >= 0.5; target >= 90%), leaving out those painted over as undecided: an unlabelled
+  object in a training frame teaches background;
+then fine-tunes the weak model on it (a few CPU epochs at a small size) and scans test flyovers
+it has never seen at the scan's default confidence: event recall and precision against the truth
+(class, shared frames, keyframe box IoU >= 0.3), before and after. A run with 0 decisions (the
+synthetic training set alone) is the control.
 Targets: with 50 decisions, recall on the test flyovers rises by >= 20 points, and review-queue
 order beats time order.
 
-    nice -n 10 python benchmarks/review_loop.py [--forget bag,antenna] [--epochs 8] [--budgets 10,25,50]
+    nice -n 10 python benchmarks/review_loop.py [--forget bag,antenna] [--epochs 5] [--budgets 0,10,25,50]
 
 Everything is written under runs/bench/review-loop (flyovers are made once and kept).
 """
@@ -51,6 +55,7 @@ from cvtriage.dataset import iou_matrix  # noqa: E402
 from cvtriage.events import EventSpan, match_spans  # noqa: E402
 from cvtriage.paths import DEMO_WEIGHTS, PROJECT_ROOT  # noqa: E402
 from cvtriage.scan import run_scan  # noqa: E402
+from cvtriage.synth.dataset import generate_dataset  # noqa: E402
 from cvtriage.synth.video import FlyoverSpec, generate_video, truth_path_for  # noqa: E402
 from cvtriage.teach.decisions import CLASS_PREFIX, CONFIRMED, NOT_OBJECT  # noqa: E402
 from cvtriage.teach.harvest import harvest  # noqa: E402
@@ -146,8 +151,14 @@ def score_harvest(data: Path, truths: dict[str, dict]) -> tuple[float, float, in
     manifest = json.loads((data / "manifest.json").read_text())
     right = total = labelled = present = 0
     by_frame = {video: truth_boxes_by_frame(truth) for video, truth in truths.items()}
+
+    def painted_over(box: list[float], masked: list[list[float]]) -> bool:
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        return any(m[0] <= cx <= m[2] and m[1] <= cy <= m[3] for m in masked)
+
     for image in manifest["images"]:
-        truth_boxes = by_frame[image["video"]].get(image["frame"], [])
+        truth_boxes = [(name, box) for name, box in by_frame[image["video"]].get(image["frame"], [])
+                       if not painted_over(box, image["masked_xyxy"])]  # fmt: skip
         boxes = [label["box_xyxy"] for label in image["labels"]]
         for label in image["labels"]:
             total += 1
@@ -183,8 +194,9 @@ def main() -> None:
     parser.add_argument("--test-seeds", default="201,202", help="flyovers to test on (never reviewed)")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--review-conf", type=float, default=0.1, help="scan confidence of the review scans (cold start)")
-    parser.add_argument("--budgets", default="10,25,50")
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--budgets", default="0,10,25,50", help="decisions per run (0: the training set alone)")
+    parser.add_argument("--base-images", type=int, default=150, help="synthetic training images of the known classes")
+    parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--imgsz", type=int, default=640)
     args = parser.parse_args()
     started = time.monotonic()
@@ -194,6 +206,10 @@ def main() -> None:
     review_videos = flyovers([int(s) for s in args.review_seeds.split(",")], args.seconds)
     test_videos = flyovers([int(s) for s in args.test_seeds.split(",")], args.seconds)
     weak = forget_classes(DEMO_WEIGHTS, forget, BENCH_DIR / f"weak-{'-'.join(forget)}.pt")
+    known = [name for name in load_train_config().names if name not in forget]
+    base = BENCH_DIR / f"base-{'-'.join(known)}-{args.base_images}".replace(" ", "_")
+    if not base.exists():
+        generate_dataset(base, known, images=args.base_images, imgsz=640, seed=7)
     test_conf = load_scan_config().conf
 
     def test_scores(weights: Path, label: str) -> tuple[float, float]:
@@ -227,22 +243,29 @@ def main() -> None:
 
     rows = []
     for budget in budgets:
-        for order_name, order in orders.items():
+        for order_name, order in orders.items() if budget else [("(none)", [])]:
             decide(dataset, order, budget, tags)
-            data = BENCH_DIR / "harvest" / f"{order_name}-{budget}"
+            name = f"{order_name}-{budget}" if budget else "training-set-only"
+            data = BENCH_DIR / "harvest" / name
             shutil.rmtree(data, ignore_errors=True)
-            result = harvest(DATASET, data, load_harvest_config())
-            precision, completeness, boxes = score_harvest(data, truths)
+            if budget:
+                result = harvest(DATASET, data, load_harvest_config(), merge=base)
+                precision, completeness, boxes = score_harvest(data, truths)
+                frames = len(result.frames)
+            else:
+                shutil.copytree(base, data)
+                precision = completeness = float("nan")
+                boxes = frames = 0
             settings = load_train_config(
                 weights=str(weak), epochs=args.epochs, imgsz=args.imgsz, batch=16, device="cpu",
-                out=str(BENCH_DIR / "train"), name=f"{order_name}-{budget}",
+                out=str(BENCH_DIR / "train"), name=name,
             )  # fmt: skip
             settings.optimizer, settings.lr0, settings.warmup_epochs, settings.patience = "AdamW", 0.001, 0.0, 0
             trained = train(data, settings, console=console).best_weights
-            recall, event_precision = test_scores(trained, f"{order_name}-{budget}")
-            rows.append((budget, order_name, boxes / budget, precision, completeness, len(result.frames), recall, event_precision))
-            print(f"{budget:3d} decisions, {order_name:12s}: {boxes / budget:5.1f} boxes/decision, harvested-box precision "
-                  f"{percent(precision)}, completeness {percent(completeness)}, {len(result.frames)} frames -> test recall "
+            recall, event_precision = test_scores(trained, name)
+            rows.append((budget, order_name, boxes / max(budget, 1), precision, completeness, frames, recall, event_precision))
+            print(f"{budget:3d} decisions, {order_name:12s}: {boxes / max(budget, 1):5.1f} boxes/decision, harvested-box "
+                  f"precision {percent(precision)}, completeness {percent(completeness)}, {frames} frames -> test recall "
                   f"{percent(recall)} ({(recall - before[0]) * 100:+.1f} points), precision {percent(event_precision)}",
                   flush=True)  # fmt: skip
 

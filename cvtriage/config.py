@@ -156,6 +156,7 @@ class HarvestConfig(StrictModel):
     view_shift: float = Field(0.05, ge=0, le=1)
     view_scale: float = Field(1.25, ge=1)
     decided_iou: float = Field(0.5, gt=0, le=1)
+    undecided: Literal["mask", "skip"] = "mask"
     split_by: Literal["auto", "event", "video"] = "auto"
     val_fraction: float = Field(0.2, ge=0, lt=1)
     classes: Literal["model", "decided"] = "model"

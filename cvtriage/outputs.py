@@ -29,6 +29,7 @@ from cvtriage.errors import CvtriageError
 from cvtriage.events import Event
 from cvtriage.frames import VideoInfo, source_identity
 from cvtriage.teach.decisions import undecided_filter
+from cvtriage.teach.looks import index_looks, look_embedding
 from cvtriage.teach.queue import REVIEW_QUEUE_VIEW, TeachingValue, teaching_values
 
 if TYPE_CHECKING:
@@ -154,6 +155,7 @@ def store_scan_in_fiftyone(
     samples = []
     for event in events:
         filepath = Path(keyframe_paths[event.event_id]).resolve()
+        keyframe = cv2.imread(str(filepath))
         frame = detections_by_frame.get(event.best_frame)
         best_time_s = _best_time_s(event, video, detections_by_frame)
         samples.append(
@@ -183,6 +185,7 @@ def store_scan_in_fiftyone(
                 rival_class=teaching[event.event_id].rival,
                 fragment=teaching[event.event_id].fragment,
                 views=teaching[event.event_id].views,
+                look_embedding=look_embedding(keyframe, event.best_box_xyxy) if keyframe is not None else None,
             )
         )
     # Add the new samples before deleting the old ones: a failure leaves the previous scan visible.
@@ -190,6 +193,7 @@ def store_scan_in_fiftyone(
     if samples:
         dataset.add_samples(samples, progress=False)
     dataset.delete_samples(previous_ids)
+    index_looks(dataset)
     dataset.save_view(
         FLAGGED_VIEW,
         dataset.match_tags(FLAGGED_TAG).sort_by("peak_confidence", reverse=True),

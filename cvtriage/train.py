@@ -28,7 +28,7 @@ from cvtriage.config import TrainConfig
 from cvtriage.dataset import YoloDataset, print_problems, read_yolo_dataset, require_readable_labels
 from cvtriage.errors import CvtriageError
 from cvtriage.files import replaced_on_success, write_text_atomic
-from cvtriage.model import describe_device, load_model, resolve_device
+from cvtriage.model import class_names, describe_device, load_model, resolve_device
 
 # The columns of audit-labels' audit.csv that exclusion reads.
 AUDIT_COLUMNS = ("rank", "image_path", "score")
@@ -264,6 +264,15 @@ def train(
     flagged = read_flagged_images(exclusion, dataset.root) if exclusion else None
     hardware = choose_hardware(config.device, config.batch, config.workers)
     model = load_model(config.weights)
+    moved = [(name, index, dataset.names.index(name)) for index, name in class_names(model).items()
+             if name in dataset.names and dataset.names.index(name) != index]  # fmt: skip
+    if moved:
+        name, old_id, new_id = moved[0]
+        console.print(
+            f"[yellow]warning:[/] {dataset.yaml_path} numbers classes differently from {config.weights}: "
+            f"'{name}' is {new_id} there, {old_id} in the model ({len(moved)} such classes); the model's "
+            "class outputs start out meaning other classes, so it learns them again", soft_wrap=True,
+        )
 
     run_dir = next_run_dir(Path(config.out), config.name or dataset.yaml_path.parent.name or "train")
     run_dir.mkdir(parents=True)

@@ -8,6 +8,7 @@ import shutil
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -26,7 +27,7 @@ from square_video import Square, SquareDetector, write_square_video
 from yolo_factory import write_yolo_dataset
 
 # Still squares (one view each): an event's first frame is the one frame a decision labels.
-RED_A = Square(0, 10, 70, 20, 40)  # confirmed; its view (frame 10) also shows C, undecided: left out
+RED_A = Square(0, 10, 70, 20, 40)  # confirmed; its view (frame 10) also shows C, undecided: masked
 RED_C = Square(0, 0, 40, 120, 120)  # nobody decides on it
 GREEN_B = Square(1, 50, 100, 200, 40)  # class:blue square (a new class); its view (frame 50) shows A too
 GREEN_D = Square(1, 110, 140, 250, 130)  # not-object: a hard negative at frame 110
@@ -155,26 +156,39 @@ def test_thinning_keeps_one_view_per_distinct_position():
 
 
 def test_harvest_writes_exactly_the_decided_labels_and_negatives(scanned, scan_dataset, tmp_path):
+    import cv2
+
     events = scanned[3]
     decide_all(scan_dataset, events)
     out = tmp_path / "harvested"
-    result = harvest(scan_dataset.name, out, HarvestConfig())
+    result = harvest(scan_dataset.name, out, HarvestConfig(val_fraction=0))  # all in train: exact files
 
     assert result.names == ["red square", "green square", "blue square"] and result.new_classes == ["blue square"]
-    assert sorted(frame.frame for frame in result.frames) == [50, 110]
-    assert result.left_out["undecided object in view"] == 1  # A's frame 10, where C is in view
+    assert sorted(frame.frame for frame in result.frames) == [10, 50, 110]
     labels = labels_of(out)
     stem = f"squares-{json.loads((scanned[1] / 'events.json').read_text())['video']['identity']['sha256'][:8]}"
-    assert set(labels) == {f"{stem}-f000050.txt", f"{stem}-f000110.txt"}
+    assert set(labels) == {f"{stem}-f000010.txt", f"{stem}-f000050.txt", f"{stem}-f000110.txt"}
     assert labels[f"{stem}-f000110.txt"] == []  # the not-object frame: a hard negative
-    boxes = sorted(line.split() for line in labels[f"{stem}-f000050.txt"])
     width, height = 320, 192
+
+    def expected(square: Square, frame: int) -> list[float]:
+        x1, y1, x2, y2 = square.box_at(frame)
+        return [(x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (x2 - x1) / width, (y2 - y1) / height]
+
+    [only_a] = [line.split() for line in labels[f"{stem}-f000010.txt"]]
+    assert int(only_a[0]) == 0 and [float(v) for v in only_a[1:]] == pytest.approx(expected(RED_A, 10), abs=2 / width)
+    boxes = sorted(line.split() for line in labels[f"{stem}-f000050.txt"])
     assert [int(b[0]) for b in boxes] == [0, 2]  # A as red square, B as the new class
     for box, square in zip(boxes, [RED_A, GREEN_B]):
-        x1, y1, x2, y2 = square.box_at(50)
-        expected = [(x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (x2 - x1) / width, (y2 - y1) / height]
-        assert [float(v) for v in box[1:]] == pytest.approx(expected, abs=2 / width)
-    assert len(list(out.glob("images/*/*.jpg"))) == 2
+        assert [float(v) for v in box[1:]] == pytest.approx(expected(square, 50), abs=2 / width)
+
+    # C, in view at frame 10 and undecided, is painted over: neither a red square nor background.
+    [image_10] = out.glob(f"images/*/{stem}-f000010.jpg")
+    pixels = cv2.imread(str(image_10))
+    x1, y1, x2, y2 = RED_C.box_at(10)
+    assert np.abs(pixels[y1 + 2 : y2 - 2, x1 + 2 : x2 - 2].astype(int) - 110).max() < 12  # the grey field
+    x1, y1, x2, y2 = RED_A.box_at(10)
+    assert pixels[y1 + 4, x1 + 4, 2] > 180  # A is still red
 
     manifest = json.loads((out / "manifest.json").read_text())
     by_frame = {image["frame"]: image for image in manifest["images"]}
@@ -182,10 +196,23 @@ def test_harvest_writes_exactly_the_decided_labels_and_negatives(scanned, scan_d
         (events["A"].event_id, "confirmed", "red square"), (events["B"].event_id, "wrong-class", "blue square"),
     }  # fmt: skip
     assert by_frame[110]["negatives"] == [{"event_id": events["D"].event_id, "decision": "not-object"}]
-    # Split by event group, never by frame: two groups, one each side.
-    assert sorted(image["split"] for image in manifest["images"]) == ["train", "val"]
+    assert len(by_frame[10]["masked_xyxy"]) == 1
+    # Split by event, never by frame: every event's frames on one side (A is in frames 10 and 50),
+    # and a frame showing events of both sides is left out.
+    split = harvest(scan_dataset.name, tmp_path / "split", HarvestConfig(val_fraction=0.5))
+    sides: dict[int, set[str]] = {}
+    for frame in split.frames:
+        for event_id in [box[2] for box in frame.boxes] + frame.negatives:
+            sides.setdefault(event_id, set()).add(frame.split)
+    assert all(len(side) == 1 for side in sides.values()), sides
+    assert {frame.split for frame in split.frames} == {"train", "val"}
+    assert len(split.frames) + split.left_out["events of both splits in view"] == 3
     data = yaml.safe_load((out / "data.yaml").read_text())
     assert data["names"] == {0: "red square", 1: "green square", 2: "blue square"} and "path" not in data
+
+    skipping = harvest(scan_dataset.name, tmp_path / "skipping", HarvestConfig(undecided="skip", val_fraction=0))
+    assert sorted(frame.frame for frame in skipping.frames) == [50, 110]
+    assert skipping.left_out["undecided object in view"] == 1
 
 
 def test_merge_keeps_the_targets_classes_and_images_and_adds_no_duplicates(scanned, scan_dataset, tmp_path):
@@ -200,7 +227,7 @@ def test_merge_keeps_the_targets_classes_and_images_and_adds_no_duplicates(scann
     target_labels = {p.name: p.read_text().splitlines() for p in target.glob("labels/*/*.txt")}
 
     merged = tmp_path / "merged"
-    harvest(scan_dataset.name, merged, HarvestConfig(), merge=target)
+    harvest(scan_dataset.name, merged, HarvestConfig(val_fraction=0), merge=target)
     names = read_yolo_dataset(merged).names
     assert names == ["green square", "red square", "blue square"]  # the target's order, the new class appended
     labels = labels_of(merged)
@@ -208,11 +235,11 @@ def test_merge_keeps_the_targets_classes_and_images_and_adds_no_duplicates(scann
         assert labels[name] == lines
     harvested = [lines for name, lines in labels.items() if name.endswith("f000050.txt")][0]
     assert sorted(int(line.split()[0]) for line in harvested) == [1, 2]  # red square is id 1 in the target
-    assert len(list(merged.glob("images/*/*"))) == 4 + 2
+    assert len(list(merged.glob("images/*/*"))) == 4 + 3
 
     # Merging the same decisions again adds nothing: every frame is already there.
-    with pytest.raises(CvtriageError, match="no frame could be harvested: .*2 already in the merge target"):
-        harvest(scan_dataset.name, tmp_path / "again", HarvestConfig(), merge=merged)
+    with pytest.raises(CvtriageError, match="no frame could be harvested: .*3 already in the merge target"):
+        harvest(scan_dataset.name, tmp_path / "again", HarvestConfig(val_fraction=0), merge=merged)
     assert not (tmp_path / "again").exists()
 
 

@@ -5,14 +5,16 @@ tracker followed the object (events.json's `track`), thinned so that near-identi
 not repeated, decoded again from the source video, which must be the very file scanned.
 - confirmed: the track's boxes with the event's class; class:<name>: the same boxes as <name>;
 - not-object: no box, so the frame teaches the model that this is background (a hard negative).
-A frame is labelled with every decided event seen in it. A frame where the scan saw an object
-nobody decided on (a detection overlapping no decided event's box) is left out: the model would
-learn that object as background, and it may well be one.
+A frame is labelled with every decided event seen in it. An object the scan saw there that nobody
+decided on (a detection overlapping no decided event's box) must not become background: with
+`undecided: mask` (the default) its box is painted over in the frame's median colour, so the model
+sees neither object nor background there (the frame is left out when such a box touches a
+decided one); with `undecided: skip` the whole frame is left out.
 
-Splits keep events whole: events that share a harvested frame form a group, and a group goes to
-train or val as one (by a hash of the video and its first event, so a re-harvest puts every
-group where it was); with --split-by video (the default from MIN_VIDEOS_TO_SPLIT_BY_VIDEO videos
-on) whole videos do. `merge` copies an existing YOLO dataset first and adds the harvest to it:
+Splits keep events whole: each decided event goes to train or val as one (by a hash of its
+video and id, so a re-harvest puts it where it was), and a frame showing events of both sides is
+left out; with --split-by video (the default from MIN_VIDEOS_TO_SPLIT_BY_VIDEO videos on) whole
+videos do. `merge` copies an existing YOLO dataset first and adds the harvest to it:
 its class list and label files are kept as they are, new classes are appended, and frames it
 already holds are not added twice.
 """
@@ -31,6 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from cvtriage import __version__
 from cvtriage.config import HarvestConfig
@@ -41,6 +44,9 @@ from cvtriage.teach.decisions import CONFIRMED, NOT_OBJECT, WRONG_CLASS, Decisio
 from cvtriage.teach.tracks import Box, ScanRun, box_at, boxes_overlap, read_scan_run, thin_track
 
 MANIFEST = "manifest.json"
+# Undecided detections are painted over with this much of their size around them (a detector's
+# box can be a little tight).
+MASK_MARGIN = 0.1
 # From this many videos on, `split_by: auto` keeps whole videos on one side.
 MIN_VIDEOS_TO_SPLIT_BY_VIDEO = 5
 
@@ -52,6 +58,7 @@ class HarvestedFrame:
     image_name: str
     boxes: list[tuple[str, Box, int, str]] = field(default_factory=list)  # class, box (px), event id, verdict
     negatives: list[int] = field(default_factory=list)  # not-object events in view
+    masked: list[Box] = field(default_factory=list)  # undecided detections, painted over (px)
     events: set[int] = field(default_factory=set)  # the decided events this frame was harvested for
     split: str = "train"
 
@@ -117,7 +124,7 @@ def harvest(
     frames = [frame for video, decided in by_video.items() for frame in _frames_of(runs[video], decided, settings, left_out)]
     if target is not None:
         frames = _not_in_target(frames, target, left_out)
-    _assign_splits(frames, runs, settings)
+    frames = _assign_splits(frames, runs, settings, left_out)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
@@ -217,7 +224,10 @@ def _class_list(
         base = [name for name in model if name in labelled]
     else:
         base = model
-    new = list(dict.fromkeys(name for name in labelled if name not in base))
+    # New classes the scan model knows go in its order (so its class ids line up where they can),
+    # then classes no model knows, in the order reviewers first named them.
+    new = [name for name in model if name in labelled and name not in base]
+    new += [name for name in dict.fromkeys(labelled) if name not in base and name not in new]
     return base + new, new
 
 
@@ -244,9 +254,11 @@ def _frames_of(run: ScanRun, decided: dict[int, Decision], settings: HarvestConf
             box for _, box, _ in run.detections.get(index, [])
             if not any(boxes_overlap(box, decided_box, settings.decided_iou) for decided_box in in_view.values())
         ]  # fmt: skip
-        if undecided:
+        touching = any(boxes_overlap(box, decided_box, 1e-6) for box in undecided for decided_box in in_view.values())
+        if undecided and (settings.undecided == "skip" or touching):
             left_out["undecided object in view"] += 1
             continue
+        frame.masked = [_grown(box, MASK_MARGIN) for box in undecided]
         for event_id, box in sorted(in_view.items()):
             decision = decided[event_id]
             if decision.verdict == NOT_OBJECT:
@@ -257,6 +269,24 @@ def _frames_of(run: ScanRun, decided: dict[int, Decision], settings: HarvestConf
     return frames
 
 
+def _grown(box: Box, margin: float) -> Box:
+    x1, y1, x2, y2 = box
+    dx, dy = margin * (x2 - x1), margin * (y2 - y1)
+    return x1 - dx, y1 - dy, x2 + dx, y2 + dy
+
+
+def mask_regions(image: np.ndarray, boxes: list[Box]) -> np.ndarray:
+    """The image with each box painted in the frame's median colour: neither object nor background."""
+    if not boxes:
+        return image
+    painted = image.copy()
+    colour = np.median(image.reshape(-1, 3), axis=0).astype(np.uint8)
+    height, width = image.shape[:2]
+    for x1, y1, x2, y2 in boxes:
+        painted[max(0, int(y1)) : min(height, int(np.ceil(y2))), max(0, int(x1)) : min(width, int(np.ceil(x2)))] = colour
+    return painted
+
+
 def _not_in_target(frames: list[HarvestedFrame], target: YoloDataset, left_out: Counter) -> list[HarvestedFrame]:
     present = {image.image_path.name for image in target.images()}
     kept = [frame for frame in frames if frame.image_name not in present]
@@ -264,41 +294,42 @@ def _not_in_target(frames: list[HarvestedFrame], target: YoloDataset, left_out: 
     return kept
 
 
-def _assign_splits(frames: list[HarvestedFrame], runs: dict[str, ScanRun], settings: HarvestConfig) -> None:
-    """Train or val by whole event groups (events sharing a frame) or whole videos, never by frame."""
+def _assign_splits(
+    frames: list[HarvestedFrame], runs: dict[str, ScanRun], settings: HarvestConfig, left_out: Counter
+) -> list[HarvestedFrame]:
+    """Train or val by whole decided events (or whole videos), never by frame.
+
+    Each event (video) goes to val with probability `val_fraction`, by a hash of its video's
+    identity and its id, so a re-harvest or a later merge puts it where it was. A frame showing
+    events of both sides is left out: its pixels would teach train what val tests.
+    """
     by_video = settings.split_by == "video" or (
         settings.split_by == "auto" and len({frame.video for frame in frames}) >= MIN_VIDEOS_TO_SPLIT_BY_VIDEO
     )
-    group_of: dict[tuple[str, int], tuple[str, int]] = {}
 
-    def root(key):
-        while group_of.setdefault(key, key) != key:
-            key = group_of[key]
-        return key
+    def units_of(frame: HarvestedFrame) -> set[tuple[str, int]]:
+        in_view = {event_id for _, _, event_id, _ in frame.boxes} | set(frame.negatives) | frame.events
+        return {(frame.video, 0 if by_video else event_id) for event_id in in_view}
 
+    def draw(unit: tuple[str, int]) -> float:
+        sha = runs[unit[0]].video["identity"]["sha256"]
+        return int(hashlib.sha256(f"{sha}:{unit[1]}".encode()).hexdigest()[:12], 16) / 16**12
+
+    units = sorted(set().union(*(units_of(frame) for frame in frames)))
+    val = {unit for unit in units if draw(unit) < settings.val_fraction}
+    if settings.val_fraction > 0 and len(units) > 1 and not val:
+        val = {min(units, key=draw)}  # few events: still one on the val side
+    if val == set(units):
+        val = set()  # train must not be empty
+    kept = []
     for frame in frames:
-        keys = [(frame.video, 0)] if by_video else [(frame.video, event_id) for event_id in sorted(frame.events)]
-        for key in keys[1:]:
-            group_of[root(key)] = root(keys[0])
-    groups: dict[tuple[str, int], list[HarvestedFrame]] = {}
-    for frame in frames:
-        key = (frame.video, 0) if by_video else (frame.video, min(frame.events))
-        groups.setdefault(root(key), []).append(frame)
-
-    def stable_order(key: tuple[str, int]) -> str:
-        sha = runs[key[0]].video["identity"]["sha256"]
-        return hashlib.sha256(f"{sha}:{key[1]}".encode()).hexdigest()
-
-    ordered = sorted(groups, key=stable_order)
-    wanted_val = settings.val_fraction * len(frames)
-    in_val = 0
-    for number, key in enumerate(ordered):
-        # The last group stays in train: val alone is no use for training.
-        if in_val >= wanted_val or number == len(ordered) - 1:
-            break
-        for frame in groups[key]:
-            frame.split = "val"
-        in_val += len(groups[key])
+        sides = {unit in val for unit in units_of(frame)}
+        if len(sides) > 1:
+            left_out["events of both splits in view"] += 1
+            continue
+        frame.split = "val" if sides.pop() else "train"
+        kept.append(frame)
+    return kept
 
 
 def _write_frames(
@@ -329,7 +360,7 @@ def _write_frames(
             height, width = image.shape[:2]
             for kind in ("images", "labels"):
                 (folder / kind / frame.split).mkdir(parents=True, exist_ok=True)
-            ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+            ok, encoded = cv2.imencode(".jpg", mask_regions(image, frame.masked), [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
             if not ok:
                 raise CvtriageError(f"{run.source}: frame {index} could not be encoded as JPEG")
             (folder / "images" / frame.split / frame.image_name).write_bytes(encoded.tobytes())
@@ -398,6 +429,7 @@ def _write_manifest(path: Path, result: HarvestResult, decisions: list[Decision]
                     for name, box, event_id, verdict in frame.boxes
                 ],
                 "negatives": [{"event_id": event_id, "decision": NOT_OBJECT} for event_id in frame.negatives],
+                "masked_xyxy": [[round(v, 1) for v in box] for box in frame.masked],
             }
             for frame in result.frames
         ],
