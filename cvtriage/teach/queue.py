@@ -10,8 +10,9 @@ event is worth more the more the model is unsure of it and the more frames it la
   decision on an object the model is sure of confirms what it knows;
 - rival (0 or 1): another event of another class overlaps this one in some frame: the model
   flips between two classes on one object, and a decision settles which;
-- fragment (0 or 1): an event of the same class ends or starts near it in time and place: the
-  object flickers in and out of the model's sight;
+- fragment (0 or 1): an event of the same class starts within FRAGMENT_GAP_S of this one's end
+  (or ends before its start) where the object would be by then: it flickers in and out of the
+  model's sight;
 - yield = 1 - exp(-views / YIELD_FRAMES), views being the track's distinct frames as harvest
   thins them (`thin_track`): a decision on a 2-frame blip teaches less than one on a long pass.
 """
@@ -34,8 +35,8 @@ BASE = 0.25
 YIELD_FRAMES = 4.0
 # Boxes overlapping this much in a shared frame are on the same object (a class flip).
 RIVAL_IOU = 0.3
-# A same-class event ending this many seconds before another starts, with boxes overlapping at
-# all, is the same object lost and found again.
+# A same-class event starting this many seconds after another ended, where the first one's box
+# would have moved to, is the same object lost and found again.
 FRAGMENT_GAP_S = 2.0
 
 
@@ -76,10 +77,13 @@ def _overlap_in_time(a: Event, b: Event) -> bool:
 
 
 def _continues(a: Event, b: Event, fps: float) -> bool:
-    """Whether one of the two events picks up where the other was lost (same place, soon after)."""
+    """Whether one of the two events picks up where the other was lost: soon after, where the first
+    one's box would be by then, moving on as it moved along its track."""
     first, second = (a, b) if a.last_frame <= b.first_frame else (b, a)
-    if second.first_frame < first.last_frame or (second.first_frame - first.last_frame) > FRAGMENT_GAP_S * fps:
+    gap = second.first_frame - first.last_frame
+    if second.first_frame < first.last_frame or gap > FRAGMENT_GAP_S * fps or not first.track or not second.track:
         return False
-    end = first.track[-1][1:5] if first.track else first.best_box_xyxy
-    start = second.track[0][1:5] if second.track else second.best_box_xyxy
-    return boxes_overlap(end, start, 1e-6)
+    (f0, *start), (f1, *end) = first.track[0][:5], first.track[-1][:5]
+    velocity = (np.array(end) - np.array(start)) / max(f1 - f0, 1)
+    expected = np.array(end) + velocity * gap
+    return boxes_overlap(tuple(expected), second.track[0][1:5], 1e-6)
