@@ -158,6 +158,7 @@ class HarvestConfig(StrictModel):
     decided_iou: float = Field(0.5, gt=0, le=1)
     undecided: Literal["mask", "skip"] = "mask"
     split_by: Literal["auto", "event", "video"] = "auto"
+    split_seconds: float = Field(20.0, gt=0)
     val_fraction: float = Field(0.2, ge=0, lt=1)
     classes: Literal["model", "decided"] = "model"
     new_classes: list[str] = Field(default_factory=list)

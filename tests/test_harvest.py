@@ -199,7 +199,7 @@ def test_harvest_writes_exactly_the_decided_labels_and_negatives(scanned, scan_d
     assert len(by_frame[10]["masked_xyxy"]) == 1
     # Split by event, never by frame: every event's frames on one side (A is in frames 10 and 50),
     # and a frame showing events of both sides is left out.
-    split = harvest(scan_dataset.name, tmp_path / "split", HarvestConfig(val_fraction=0.5))
+    split = harvest(scan_dataset.name, tmp_path / "split", HarvestConfig(val_fraction=0.5, split_seconds=1.0))
     sides: dict[int, set[str]] = {}
     for frame in split.frames:
         for event_id in [box[2] for box in frame.boxes] + frame.negatives:

@@ -11,10 +11,10 @@ decided on (a detection overlapping no decided event's box) must not become back
 sees neither object nor background there (the frame is left out when such a box touches a
 decided one); with `undecided: skip` the whole frame is left out.
 
-Splits keep events whole: each decided event goes to train or val as one (by a hash of its
-video and id, so a re-harvest puts it where it was), and a frame showing events of both sides is
-left out; with --split-by video (the default from MIN_VIDEOS_TO_SPLIT_BY_VIDEO videos on) whole
-videos do. `merge` copies an existing YOLO dataset first and adds the harvest to it:
+Splits keep events whole: the decided events of each `split_seconds` stretch of video go to train or
+val together (by a hash of the video and the stretch, so a re-harvest puts them where they were),
+and a frame showing events of both sides is left out; with --split-by video (the default from
+MIN_VIDEOS_TO_SPLIT_BY_VIDEO videos on) whole videos do. `merge` copies an existing YOLO dataset first and adds the harvest to it:
 its class list and label files are kept as they are, new classes are appended, and frames it
 already holds are not added twice.
 """
@@ -299,31 +299,40 @@ def _assign_splits(
 ) -> list[HarvestedFrame]:
     """Train or val by whole decided events (or whole videos), never by frame.
 
-    Each event (video) goes to val with probability `val_fraction`, by a hash of its video's
-    identity and its id, so a re-harvest or a later merge puts it where it was. A frame showing
-    events of both sides is left out: its pixels would teach train what val tests.
+    Events go in blocks of `split_seconds` of video time (by their middle frame): objects of a
+    flyover overlap in time, so a block keeps neighbours together and only frames near a block's
+    edge show events of both sides. Each block (video) goes to val with probability
+    `val_fraction`, by a hash of its video's identity and its number, so a re-harvest or a later
+    merge puts it where it was. A frame showing events of both sides is left out: its pixels
+    would teach train what val tests.
     """
     by_video = settings.split_by == "video" or (
         settings.split_by == "auto" and len({frame.video for frame in frames}) >= MIN_VIDEOS_TO_SPLIT_BY_VIDEO
     )
 
+    def unit(video: str, event_id: int) -> tuple[str, int]:
+        if by_video:
+            return video, 0
+        event, fps = runs[video].events[event_id], runs[video].video["fps"] or 1.0
+        return video, int((event.first_frame + event.last_frame) / 2 // (settings.split_seconds * fps))
+
     def units_of(frame: HarvestedFrame) -> set[tuple[str, int]]:
         in_view = {event_id for _, _, event_id, _ in frame.boxes} | set(frame.negatives) | frame.events
-        return {(frame.video, 0 if by_video else event_id) for event_id in in_view}
+        return {unit(frame.video, event_id) for event_id in in_view}
 
-    def draw(unit: tuple[str, int]) -> float:
-        sha = runs[unit[0]].video["identity"]["sha256"]
-        return int(hashlib.sha256(f"{sha}:{unit[1]}".encode()).hexdigest()[:12], 16) / 16**12
+    def draw(block: tuple[str, int]) -> float:
+        sha = runs[block[0]].video["identity"]["sha256"]
+        return int(hashlib.sha256(f"{sha}:{block[1]}".encode()).hexdigest()[:12], 16) / 16**12
 
     units = sorted(set().union(*(units_of(frame) for frame in frames)))
-    val = {unit for unit in units if draw(unit) < settings.val_fraction}
+    val = {block for block in units if draw(block) < settings.val_fraction}
     if settings.val_fraction > 0 and len(units) > 1 and not val:
-        val = {min(units, key=draw)}  # few events: still one on the val side
+        val = {min(units, key=draw)}  # a short harvest: still one block on the val side
     if val == set(units):
         val = set()  # train must not be empty
     kept = []
     for frame in frames:
-        sides = {unit in val for unit in units_of(frame)}
+        sides = {block in val for block in units_of(frame)}
         if len(sides) > 1:
             left_out["events of both splits in view"] += 1
             continue
@@ -466,4 +475,7 @@ def summary_table(result: HarvestResult):
         if count:
             figures.add_row("left out", f"{count} frames: {reason}")
     figures.add_row("classes", ", ".join(result.names))
+    if not result.images("val"):
+        figures.add_row("val", "no harvested frames (one stretch of video, see split_seconds): "
+                        + ("the merge target's val remains" if result.merged_from else "train needs --merge or more footage"))
     return Group(table, figures)
