@@ -61,6 +61,16 @@ class ScanConfig(StrictModel):
     def _check_tile(cls, value: str) -> str:
         if not TILE_PATTERN.match(value):
             raise ValueError("must be auto, off, or RxC such as 2x3")
+        if "x" in value and min(int(side) for side in value.split("x")) < 1:
+            raise ValueError(f"{value}: rows and columns must be at least 1")
+        return value
+
+    @field_validator("out")
+    @classmethod
+    def _out_is_a_folder(cls, value: str) -> str:
+        # Results go to <out>/<video stem>/: a file there would fail only after the whole scan.
+        if Path(value).exists() and not Path(value).is_dir():
+            raise ValueError(f"{value} is a file, not a folder")
         return value
 
     @model_validator(mode="after")

@@ -103,15 +103,17 @@ def test_dataset_refuses_to_overwrite_unless_forced(tmp_path):
         (["video", "{out}.mp4", "--classes", "drone"], "cannot draw class 'drone'"),
         (["video", "{out}.mp4", "--seconds", "5", "--objects", "30"], "--objects 30: at most"),
         (["dataset", "{out}", "--images", "4", "--imgsz", "64", "--max-size", "100"], "--max-size 100"),
+        (["video", "{file}/fly.mp4", "--seconds", "2", "--objects", "1"], "cannot make this folder"),
     ],
 )
 def test_cli_reports_bad_input_in_one_line(tmp_path, arguments, message):
     out = str(tmp_path / "out")
-    result = CliRunner().invoke(app, ["synth", *(a.format(out=out) for a in arguments)])
+    (tmp_path / "a-file").write_text("")
+    result = CliRunner().invoke(app, ["synth", *(a.format(out=out, file=tmp_path / "a-file") for a in arguments)])
     assert result.exit_code != 0
     lines = result.output.splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.output
-    assert not list(tmp_path.iterdir())  # nothing half-written
+    assert [path.name for path in tmp_path.iterdir()] == ["a-file"]  # nothing half-written
 
 
 def test_cli_writes_a_dataset_and_a_video(tmp_path):
@@ -119,9 +121,10 @@ def test_cli_writes_a_dataset_and_a_video(tmp_path):
     assert result.exit_code == 0, result.output
     assert "boxes: ladder" in result.output
     assert read_yolo_dataset(tmp_path / "ds").problems == []
-    result = CliRunner().invoke(app, ["synth", "video", str(tmp_path / "fly.mp4"), "--seconds", "2", "--fps", "5", "--width", "160", "--height", "96", "--objects", "1", "--classes", "bag"])
+    # Into a folder that does not exist yet: made, as most tools do.
+    result = CliRunner().invoke(app, ["synth", "video", str(tmp_path / "new" / "fly.mp4"), "--seconds", "2", "--fps", "5", "--width", "160", "--height", "96", "--objects", "1", "--classes", "bag"])
     assert result.exit_code == 0, result.output
-    truth = json.loads((tmp_path / "fly.truth.json").read_text())
+    truth = json.loads((tmp_path / "new" / "fly.truth.json").read_text())
     assert truth["classes"] == ["bag"] and len(truth["objects"]) == 1
 
 

@@ -267,11 +267,13 @@ def generate_video(out: Path, spec: FlyoverSpec, force: bool = False, on_progres
     for path in (out, truth):
         if path.exists() and not force:
             raise CvtriageError(f"{path}: already exists (pass --force to replace it)")
-    if not out.parent.is_dir():
-        raise CvtriageError(f"{out.parent}: folder does not exist")
 
     start = time.perf_counter()
     flyover = build_flyover(spec)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)  # as Ultralytics and most tools do
+    except OSError as error:
+        raise CvtriageError(f"{out.parent}: cannot make this folder ({error.strerror})") from None
     with replaced_on_success(out) as partial_video, replaced_on_success(truth) as partial_truth:
         writer = cv2.VideoWriter(str(partial_video), cv2.VideoWriter_fourcc(*"mp4v"), spec.fps, (spec.width, spec.height))
         try:
