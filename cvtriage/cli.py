@@ -69,7 +69,11 @@ def user_errors(command):
 @app.command("scan", rich_help_panel="Triage footage")
 @user_errors
 def scan_command(
-    source: Path = typer.Argument(..., help="A video file, or a folder of images (read in name order)."),
+    sources: list[str] = typer.Argument(
+        ..., metavar="SOURCE...",
+        help="Videos, folders (every video under them; a folder of only images is one source, read in name order), "
+        "globs in quotes ('flights/*.MP4'), or .txt files listing paths one a line.",
+    ),
     weights: Optional[str] = typer.Option(None, help="Model: .pt, .onnx, OpenVINO folder, or .yaml (default yolo11n.pt)."),
     classes: Optional[str] = typer.Option(None, help='Class names to keep, comma-separated, e.g. "ladder,fire extinguisher".'),
     conf: Optional[float] = typer.Option(None, help="Minimum detection confidence."),
@@ -83,8 +87,14 @@ def scan_command(
     dataset: Optional[str] = typer.Option(None, help="FiftyOne dataset receiving the event keyframes (default cvtriage-scan)."),
     no_dataset: bool = typer.Option(False, "--no-dataset", help="Do not store the events in FiftyOne."),
     config: Optional[Path] = typer.Option(None, help="Settings file overriding configs/default.yaml."),
+    ray: Optional[str] = typer.Option(
+        None, metavar="auto|ADDRESS",
+        help="Scan one video per Ray task: auto (a local runtime, or the cluster of a Ray job) or ray://HOST:10001. "
+        "Per-task CPUs/GPUs and retries: configs/batch.yaml.",
+    ),
 ) -> None:
-    """Scan a drone video for moments worth a look: events with times, keyframes and a timeline."""
+    """Scan drone videos for moments worth a look: events with times, keyframes and a timeline."""
+    from cvtriage.batch.sources import expand_sources
     from cvtriage.config import load_scan_config
     from cvtriage.scan import run_scan, summary_table
 
@@ -95,11 +105,34 @@ def scan_command(
     )  # fmt: skip
     if no_dataset:
         settings.dataset = None
-    result = run_scan(source, settings, console=console)
+    expanded = expand_sources(sources)
+    if not expanded.single or ray is not None:
+        _scan_batch(expanded, settings, ray)
+        return
+    if settings.dataset is not None:
+        from cvtriage.database import connect_database
+
+        connect_database()  # an unreachable shared database fails now, not after the scan
+    result = run_scan(expanded.paths[0], settings, console=console)
     console.print(summary_table(result))
     console.print(f"Results: {result.outputs.get('out_dir', result.out_dir)}")
     if settings.dataset is not None:
         console.print(f"FiftyOne dataset: {settings.dataset}")
+
+
+def _scan_batch(sources, settings, ray_address: str | None) -> None:
+    from cvtriage.batch.runner import run_batch
+    from cvtriage.batch.summary import failure_lines, summary_table
+
+    report = run_batch(sources, settings, ray_address=ray_address, console=console)
+    console.print(summary_table(report))
+    for line in failure_lines(report):
+        console.print(f"cvtriage: {line}", style="red", soft_wrap=True, markup=False, highlight=False)
+    console.print(f"Results: {Path(settings.out).resolve()}/<video>/ and {report.batch_json}", soft_wrap=True, highlight=False)
+    if settings.dataset is not None:
+        console.print(f"FiftyOne dataset: {settings.dataset}")
+    if report.failed:
+        raise typer.Exit(1)
 
 
 @app.command("compare", rich_help_panel="Triage footage")
@@ -253,6 +286,9 @@ def audit_labels_command(
     """Rank labels by how likely they are wrong (class, missing, spurious, location); tag them in FiftyOne."""
     from cvtriage.audit import audit_labels, summary_tables
     from cvtriage.config import load_audit_config
+    from cvtriage.database import connect_database
+
+    connect_database()
 
     settings = load_audit_config(
         config, weights=weights, dataset=dataset, split=split, top=top, out=None if out is None else str(out),
@@ -337,6 +373,9 @@ def app_command(
 ) -> None:
     """Open a dataset (scan events or audited labels) in the FiftyOne App; serve until Ctrl-C."""
     from cvtriage.review import is_loopback, launch_review_app, load_review_dataset, serve_until_interrupted
+    from cvtriage.database import connect_database
+
+    connect_database()
 
     if not is_loopback(address):
         console.print(
@@ -379,6 +418,9 @@ def export_labels_command(
     from rich.table import Table
 
     from cvtriage.review import export_reviewed_labels, load_review_dataset
+    from cvtriage.database import connect_database
+
+    connect_database()
 
     fo_dataset = load_review_dataset(dataset)
     with _ProgressBar("Exporting images") as progress:
@@ -415,6 +457,9 @@ def harvest_command(
     """Turn reviewers' decisions on scan events into a YOLO dataset: every view of each decided event."""
     from cvtriage.config import load_harvest_config
     from cvtriage.teach.harvest import harvest, summary_table
+    from cvtriage.database import connect_database
+
+    connect_database()
 
     settings = load_harvest_config(
         config, split_by=split_by, val_fraction=val_fraction, classes=classes,
@@ -426,6 +471,42 @@ def harvest_command(
     console.print(f"Dataset: {result.data_yaml}", soft_wrap=True, highlight=False)
     console.print(f"Manifest: {result.out / 'manifest.json'}", soft_wrap=True, highlight=False)
     console.print(f"Next: cvtriage train {result.data_yaml} --weights <the scan's weights>", soft_wrap=True, highlight=False)
+
+
+@app.command("watch", rich_help_panel="Triage footage")
+@user_errors
+def watch_command(
+    folder: Path = typer.Argument(..., help="Folder receiving NAME.<image> + NAME.json pairs, in any order."),
+    once: bool = typer.Option(False, "--once", help="Process what is there, then exit (for cron)."),
+    out: Optional[Path] = typer.Option(None, help="Results and state: ledger, pairs.csv, quarantine/ (default runs/watch)."),
+    pair_timeout: Optional[str] = typer.Option(None, help="Report a half whose partner has not come after this long: 90s, 10m, 2h."),
+    dataset: Optional[str] = typer.Option(None, help="FiftyOne dataset receiving one sample per pair (default cvtriage-watch)."),
+    no_dataset: bool = typer.Option(False, "--no-dataset", help="Do not store the pairs in FiftyOne."),
+    weights: Optional[str] = typer.Option(None, help="Model, as for scan (default: configs/default.yaml's)."),
+    classes: Optional[str] = typer.Option(None, help='Class names to keep, comma-separated.'),
+    conf: Optional[float] = typer.Option(None, help="Minimum detection confidence."),
+    imgsz: Optional[int] = typer.Option(None, help="Model input size in pixels."),
+    tile: Optional[str] = typer.Option(None, help="Tiling for small objects: auto, off, or RxC such as 2x3."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, or a CUDA index such as 0."),
+    config: Optional[Path] = typer.Option(None, help="Settings file overriding configs/ingest.yaml."),
+) -> None:
+    """Watch a folder for image + JSON sidecar pairs; process each pair exactly once."""
+    from cvtriage.config import load_ingest_config, load_scan_config
+    from cvtriage.database import connect_database
+    from cvtriage.ingest.watch import summary_table, watch_folder
+
+    settings = load_ingest_config(
+        config, out=None if out is None else str(out), pair_timeout=pair_timeout, dataset=dataset
+    )
+    if no_dataset:
+        settings.dataset = None
+    scan = load_scan_config(weights=weights, classes=classes, conf=conf, imgsz=imgsz, tile=tile, device=device)
+    if settings.dataset is not None:
+        connect_database()
+    summary = watch_folder(folder, scan, settings, once=once, console=console)
+    console.print(summary_table(summary, Path(settings.out).resolve()))
+    if settings.dataset is not None:
+        console.print(f"FiftyOne dataset: {settings.dataset}")
 
 
 def main() -> None:

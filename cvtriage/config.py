@@ -17,12 +17,24 @@ from cvtriage.errors import CvtriageError
 from cvtriage.paths import CONFIG_DIR
 
 TILE_PATTERN = re.compile(r"^(auto|off|\d+x\d+)$")
+# FiftyOne dataset names we accept: a shared database holds everyone's datasets, so a name is
+# plain, typed the same way by every member of a team, and fits in a shell command unquoted.
+DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # Images per model call for inference (scan, audit): a number, or auto (cvtriage.model.inference_batch).
 InferenceBatch = Annotated[int, Field(ge=1, le=256)] | Literal["auto"]
 
 
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _check_dataset_name(value: str | None) -> str | None:
+    if value is not None and not DATASET_NAME.match(value):
+        raise ValueError(
+            f"{value!r} is not a dataset name we accept: letters, digits, '.', '_' and '-', "
+            "starting with a letter or digit, at most 100 characters"
+        )
+    return value
 
 
 class ScanConfig(StrictModel):
@@ -55,6 +67,8 @@ class ScanConfig(StrictModel):
             names = [name.strip() for name in value.split(",") if name.strip()]
             return names or None
         return value
+
+    _dataset_name = field_validator("dataset")(_check_dataset_name)
 
     @field_validator("tile")
     @classmethod
@@ -153,11 +167,29 @@ class AuditConfig(StrictModel):
     top: int | None = Field(None, ge=1)
     out: str | None = None
 
+    _dataset_name = field_validator("dataset")(_check_dataset_name)
+
     @model_validator(mode="after")
     def _location_below_match(self) -> "AuditConfig":
         if self.location_min_iou >= self.match_iou:
             raise ValueError("location_min_iou must be below match_iou")
         return self
+
+
+class BatchConfig(StrictModel):
+    """configs/batch.yaml: what each video's Ray task asks of the cluster."""
+
+    cpus_per_video: float = Field(1.0, gt=0)
+    gpus_per_video: float | Literal["auto"] = "auto"
+    max_retries: int = Field(3, ge=0)
+    connect_timeout_s: float = Field(5.0, gt=0)
+
+    @field_validator("gpus_per_video")
+    @classmethod
+    def _not_negative(cls, value: float | str) -> float | str:
+        if value != "auto" and value < 0:
+            raise ValueError("must be auto or a number >= 0")
+        return value
 
 
 class HarvestConfig(StrictModel):
@@ -181,6 +213,50 @@ class HarvestConfig(StrictModel):
         if value is None:
             return []
         return [value] if isinstance(value, str) else value
+
+
+DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class SidecarKeys(StrictModel):
+    """Where a sidecar JSON keeps each value: candidate keys, the first present wins; a dotted key
+    (`gps.lat`) looks inside nested objects."""
+
+    latitude: list[str] = ["latitude", "lat", "gps.latitude", "gps.lat", "GPSLatitude"]
+    longitude: list[str] = ["longitude", "lon", "lng", "gps.longitude", "gps.lon", "GPSLongitude"]
+    altitude: list[str] = ["altitude", "alt", "absolute_altitude", "gps.altitude", "GPSAltitude"]
+    height: list[str] = ["relative_altitude", "height", "rel_alt", "RelativeAltitude"]
+    heading: list[str] = ["heading", "yaw", "flight_yaw", "FlightYawDegree", "GimbalYawDegree"]
+    time: list[str] = ["time", "timestamp", "captured_at", "datetime", "DateTimeOriginal"]
+    image: list[str] = ["image", "image_name", "filename", "file"]
+
+
+class IngestConfig(StrictModel):
+    """configs/ingest.yaml: how `cvtriage watch` pairs images with their JSON sidecars."""
+
+    out: str = "runs/watch"
+    dataset: str | None = "cvtriage-watch"
+    pair_timeout: float = Field(600.0, gt=0)  # seconds; "10m", "30s", "2h" accepted
+    settle_seconds: float = Field(2.0, gt=0)
+    poll_seconds: float = Field(0.25, gt=0)
+    rescan_seconds: float = Field(30.0, gt=0)
+    max_sidecar_bytes: int = Field(1_000_000, ge=1)
+    batch_pairs: int = Field(16, ge=1, le=1024)
+    in_progress: list[str] = Field(default_factory=lambda: [".*", "*.part", "*.partial", "*.tmp", "*.crdownload", "*.filepart"])
+    sidecar_keys: SidecarKeys = Field(default_factory=SidecarKeys)
+
+    _dataset_name = field_validator("dataset")(_check_dataset_name)
+
+    @field_validator("pair_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            match = DURATION.match(value)
+            if match is None:
+                raise ValueError(f"{value!r} is not a duration such as 90s, 10m or 2h")
+            return float(match.group(1)) * DURATION_UNITS[match.group(2)]
+        return value
 
 
 Settings = TypeVar("Settings", bound=StrictModel)
@@ -248,5 +324,13 @@ def load_harvest_config(config_file: Path | None = None, **overrides: Any) -> Ha
     return load_settings(HarvestConfig, "harvest.yaml", config_file, overrides)
 
 
+def load_batch_config(config_file: Path | None = None, **overrides: Any) -> BatchConfig:
+    return load_settings(BatchConfig, "batch.yaml", config_file, overrides)
+
+
 def load_audit_config(config_file: Path | None = None, **overrides: Any) -> AuditConfig:
     return load_settings(AuditConfig, "audit.yaml", config_file, overrides)
+
+
+def load_ingest_config(config_file: Path | None = None, **overrides: Any) -> IngestConfig:
+    return load_settings(IngestConfig, "ingest.yaml", config_file, overrides)

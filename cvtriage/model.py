@@ -38,8 +38,9 @@ def resolve_device(device: str = "auto") -> str:
     else:
         raise CvtriageError(f"--device {device}: expected auto, cpu, cuda or a GPU index such as 0")
     if chosen == "cpu":
-        # Ultralytics leaves torch on one thread for device='cpu'; use every core.
-        torch.set_num_threads(os.cpu_count() or 1)
+        # Ultralytics leaves torch on one thread for device='cpu'; use every core, or the cores a
+        # scheduler gave this process (a Ray task with num_cpus=N runs with OMP_NUM_THREADS=N).
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
     return chosen
 
 

@@ -28,6 +28,8 @@ from cvtriage.detect import FrameDetections
 from cvtriage.errors import CvtriageError
 from cvtriage.events import Event
 from cvtriage.frames import VideoInfo, source_identity
+from cvtriage.ingest.geomap import write_map
+from cvtriage.ingest.positions import EVENT_MAP_PNG, EVENT_POSITION_COLUMNS, event_position_cells, locate_events, source_positions
 from cvtriage.teach.decisions import undecided_filter
 from cvtriage.teach.looks import index_looks, look_embedding
 from cvtriage.teach.queue import REVIEW_QUEUE_VIEW, TeachingValue, teaching_values
@@ -51,6 +53,7 @@ EVENT_COLUMNS = [
     "first_frame", "last_frame", "first_time_s", "first_timecode", "last_time_s", "last_timecode",
     "duration_s", "peak_confidence", "best_frame", "best_time_s", "best_timecode",
     "x1", "y1", "x2", "y2", "frames_seen", "review_priority", "keyframe",
+    *EVENT_POSITION_COLUMNS,
 ]  # fmt: skip
 DETECTION_COLUMNS = [
     "frame", "time_s", "timecode", "class_id", "class_name", "confidence", "x1", "y1", "x2", "y2",
@@ -75,8 +78,10 @@ def write_scan_outputs(
     class_names: dict[int, str],
     keyframes: dict[int, np.ndarray],
     stats: dict,
+    store_in_fiftyone: bool = True,
 ) -> dict[str, Path]:
-    """Write a scan's results folder, then (unless settings.dataset is None) its FiftyOne samples.
+    """Write a scan's results folder, then (unless settings.dataset is None or `store_in_fiftyone`
+    is False) its FiftyOne samples.
 
     `keyframes` maps each event id to the BGR image of that event's best frame. `stats` holds
     frames_total, frames_inferred, wall_time_s and bad_ranges ((first, last) frame ranges that
@@ -101,6 +106,12 @@ def write_scan_outputs(
             _event_record(event, video, detections_by_frame, keyframe_names[event.event_id], teaching[event.event_id])
             for event in events
         ]
+        located = source_positions(video).positions  # a DJI .SRT beside the video, or image sidecars
+        if located is not None:
+            points = locate_events(rows, located)
+            if points or located.path():
+                write_map(staging / EVENT_MAP_PNG, f"{Path(video.path).name}: {len(points)} events located",
+                          points, located.path())  # fmt: skip
         detection_count = sum(len(frame.scores) for frame in detections)
         _write_events_json(staging / EVENTS_JSON, rows, video, settings, class_names, stats, detection_count)
         write_csv(staging / EVENTS_CSV, EVENT_COLUMNS, (_event_csv_row(row) for row in rows))
@@ -119,14 +130,37 @@ def write_scan_outputs(
         "timeline": out_dir / TIMELINE_PNG,
         "keyframes": out_dir / KEYFRAMES_DIR,
     }
-    if settings.dataset is not None:
-        clean_paths = {
-            event_id: out_dir / CLEAN_KEYFRAMES_DIR / name for event_id, name in keyframe_names.items()
-        }
-        store_scan_in_fiftyone(
-            settings.dataset, video, events, clean_paths, detections_by_frame, class_names, out_dir, teaching
-        )
+    if (out_dir / EVENT_MAP_PNG).is_file():
+        paths["map"] = out_dir / EVENT_MAP_PNG
+    if settings.dataset is not None and store_in_fiftyone:
+        store_results_in_fiftyone(settings.dataset, out_dir, video, settings, events, detections, class_names)
     return paths
+
+
+def store_results_in_fiftyone(
+    dataset_name: str,
+    out_dir: Path,
+    video: VideoInfo,
+    settings: ScanConfig,
+    events: list[Event],
+    detections: list[FrameDetections],
+    class_names: dict[int, str],
+) -> "fo.Dataset":
+    """The FiftyOne half of write_scan_outputs, for a results folder already written (by it, or
+    by a batch worker that leaves FiftyOne to its driver). One writer per dataset at a time."""
+    from cvtriage.database import dataset_write_lock
+
+    out_dir = Path(out_dir).resolve()
+    detections_by_frame = {frame.frame_index: frame for frame in detections}
+    teaching = teaching_values(events, settings.conf, video.fps, (video.width, video.height))
+    clean_paths = {
+        event.event_id: out_dir / CLEAN_KEYFRAMES_DIR / _keyframe_name(event, _best_time_s(event, video, detections_by_frame))
+        for event in events
+    }
+    with dataset_write_lock(dataset_name):
+        return store_scan_in_fiftyone(
+            dataset_name, video, events, clean_paths, detections_by_frame, class_names, out_dir, teaching
+        )
 
 
 def store_scan_in_fiftyone(
@@ -148,7 +182,9 @@ def store_scan_in_fiftyone(
     import fiftyone as fo
     from fiftyone import ViewField as F
 
-    dataset = fo.load_dataset(dataset_name) if fo.dataset_exists(dataset_name) else fo.Dataset(dataset_name)
+    check_scan_dataset(dataset_name)
+    # Persistent from the start: FiftyOne deletes non-persistent datasets when a process exits.
+    dataset = fo.load_dataset(dataset_name) if fo.dataset_exists(dataset_name) else fo.Dataset(dataset_name, persistent=True)
     dataset.persistent = True
     source_video = str(Path(video.path).resolve())
 
@@ -188,6 +224,12 @@ def store_scan_in_fiftyone(
                 look_embedding=look_embedding(keyframe, event.best_box_xyxy) if keyframe is not None else None,
             )
         )
+    located = source_positions(video).positions
+    if located is not None:
+        for event, sample in zip(events, samples):
+            where = located.at(event.best_frame, sample["timestamp"])
+            if where is not None:
+                sample["location"] = fo.GeoLocation(point=where.geo_point())  # [longitude, latitude]
     # Add the new samples before deleting the old ones: a failure leaves the previous scan visible.
     previous_ids = dataset.match(F("source_video") == source_video).values("id")
     if samples:
@@ -207,6 +249,21 @@ def store_scan_in_fiftyone(
         overwrite=True,
     )
     return dataset
+
+
+def check_scan_dataset(dataset_name: str) -> None:
+    """Refuse a dataset that exists and holds something other than scan events (another user's
+    labels, an audit): a scan would add its samples to it and delete some of its own."""
+    import fiftyone as fo
+
+    if not fo.dataset_exists(dataset_name):
+        return
+    dataset = fo.load_dataset(dataset_name)
+    if len(dataset) and "source_video" not in dataset.get_field_schema():
+        raise CvtriageError(
+            f"FiftyOne dataset '{dataset_name}' exists and holds no scan events ({len(dataset)} samples of "
+            "something else): scan into another --dataset"
+        )
 
 
 def _fiftyone_detections(
@@ -443,6 +500,7 @@ def _event_csv_row(record: dict[str, Any]) -> list[Any]:
         record["last_time_s"], record["last_timecode"], record["duration_s"], record["peak_confidence"],
         record["best_frame"], record["best_time_s"], record["best_timecode"],
         x1, y1, x2, y2, record["frames_seen"], record["review_priority"], record["keyframe"],
+        *event_position_cells(record),
     ]  # fmt: skip
 
 

@@ -378,8 +378,13 @@ def run_scan(
     source: Path, settings: ScanConfig, console: Console | None = None, show_progress: bool = True, model=None
 ) -> ScanResult:
     """A whole scan: events, then the results folder (and FiftyOne), then the log marked complete."""
+    from cvtriage.ingest.positions import source_positions
     from cvtriage.outputs import write_scan_outputs
 
+    console = console or Console(stderr=True)
+    # Telemetry problems before the scan, not after it: a broken .SRT beside a long video.
+    for warning in source_positions(probe_source(Path(source))).warnings:
+        console.print(f"cvtriage: warning: {warning}", style="yellow", soft_wrap=True, markup=False, highlight=False)
     result = scan_source(source, settings, console, show_progress, model)
     result.outputs = write_scan_outputs(
         result.out_dir, result.video, settings, result.events, result.detections,
@@ -387,6 +392,24 @@ def run_scan(
     )  # fmt: skip
     DetectionLog.mark_complete(log_path(settings, source))
     return result
+
+
+def scan_is_finished(source: Path, settings: ScanConfig) -> bool:
+    """Whether the results folder holds a finished scan of this very source under these detection
+    settings: its log is marked complete under the same fingerprint (see run_scan)."""
+    from cvtriage.outputs import EVENTS_JSON
+
+    log = log_path(settings, source)
+    if not (log.is_file() and (results_dir(settings, source) / EVENTS_JSON).is_file()):
+        return False
+    lines = log.read_bytes().splitlines()
+    try:
+        header, last = json.loads(lines[0]), json.loads(lines[-1])
+        video = probe_source(Path(source))
+    except (ValueError, IndexError, CvtriageError):
+        return False
+    fingerprint = scan_fingerprint(video, settings, FrameSource(video).images)
+    return header.get("fingerprint") == fingerprint and last.get("complete") is True
 
 
 def summary_table(result: ScanResult) -> Group:

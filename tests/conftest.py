@@ -48,6 +48,19 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session")
+def ray_runtime():
+    """One local Ray runtime with 2 CPUs for the whole session (it takes seconds to start). Its
+    workers inherit this environment, with the tests folder importable (square_video)."""
+    import ray
+
+    tests = str(Path(__file__).resolve().parent)
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
 def pytest_sessionfinish(session, exitstatus):
     # The mongod may be shared (see FIFTYONE_DATABASE_NAME above): drop only this session's database.
     if "fiftyone" in sys.modules:

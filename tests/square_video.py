@@ -7,6 +7,7 @@ coarse-to-fine, tracking, resume) is tested on inputs whose right answer is know
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,3 +109,20 @@ class SquareDetector:
             boxes = torch.tensor(rows, dtype=torch.float32).reshape(-1, 6)
             results.append(Results(image, path="", names=self.names, boxes=boxes))
         return results
+
+
+class SlowSquareDetector(SquareDetector):
+    """SquareDetector that takes `delay` seconds a call and leaves a file named after its process
+    id in `pid_dir`: a test knows which processes are scanning, and has time to kill one."""
+
+    def __init__(self, delay: float, pid_dir: str):
+        super().__init__()
+        self.delay = delay
+        self.pid_file = Path(pid_dir) / str(os.getpid())
+
+    def predict(self, images, **kwargs):
+        import time
+
+        self.pid_file.touch()
+        time.sleep(self.delay)
+        return super().predict(images, **kwargs)

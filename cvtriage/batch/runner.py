@@ -1,0 +1,160 @@
+"""The batch: skip what a previous run finished, scan the rest (here, or one Ray task per video),
+then, in this process only, store each video's events in FiftyOne and mark its log complete.
+
+A video's detection log is the one record of how far its scan got: a video whose log is marked
+complete under the same fingerprint (`scan_is_finished`) is skipped; any other continues from
+its log, whichever process or machine scanned it before. The log is marked complete only after
+the driver has stored the video's events, so a batch killed in between scans nothing again on
+the next run (every frame is in the log) but does store the events it had not stored.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from cvtriage.batch import ray_tasks
+from cvtriage.batch.sources import Sources
+from cvtriage.batch.summary import write_batch_json
+from cvtriage.batch.types import BatchReport, ModelRecipe, VideoOutcome
+from cvtriage.config import BatchConfig, ScanConfig, load_batch_config
+from cvtriage.errors import CvtriageError
+from cvtriage.outputs import EVENTS_JSON, check_scan_dataset, store_results_in_fiftyone, write_scan_outputs
+from cvtriage.scan import DetectionLog, log_path, results_dir, scan_is_finished, scan_source
+
+BATCH_JSON = "batch.json"
+
+
+def scan_to_results_folder(source: Path, settings: ScanConfig, model, console: Console | None = None) -> VideoOutcome:
+    """One video as a batch scans it: events and its results folder; FiftyOne and marking the log
+    complete are left to the driver. Any failure becomes the outcome's one-line reason."""
+    try:
+        result = scan_source(source, settings, console, show_progress=False, model=model)
+        write_scan_outputs(
+            result.out_dir, result.video, settings, result.events, result.detections, result.class_names,
+            result.keyframes, result.stats, store_in_fiftyone=False,
+        )  # fmt: skip
+    except CvtriageError as error:
+        if error.exit_code == 130:  # Ctrl-C stops the batch, not just this video
+            raise
+        return VideoOutcome(source, "failed", str(error))
+    except Exception as error:  # an unexpected failure (a decoder crash, a full disk) stays this video's
+        text = str(error).strip()
+        return VideoOutcome(source, "failed", f"{type(error).__name__}: {text.splitlines()[0][:200] if text else ''}")
+    result.keyframes = {}  # written to the results folder; not worth sending back
+    stats = result.stats
+    return VideoOutcome(
+        source, "resumed" if stats["frames_resumed"] else "scanned", events=len(result.events),
+        frames_inferred=stats["frames_inferred"], frames_total=stats["frames_total"], wall_time_s=stats["wall_time_s"],
+        out_dir=result.out_dir, scan=result,
+    )  # fmt: skip
+
+
+def run_batch(
+    sources: Sources,
+    settings: ScanConfig,
+    ray_address: str | None = None,
+    recipe: ModelRecipe | None = None,
+    batch: BatchConfig | None = None,
+    console: Console | None = None,
+    show_progress: bool = True,
+) -> BatchReport:
+    """Scan every source (in this process, or on Ray when `ray_address` is given) and report each.
+
+    `recipe` says how to build the model (default: load `settings.weights`). Writes <out>/batch.json.
+    """
+    started = time.perf_counter()
+    console = console or Console(stderr=True)
+    recipe = recipe or ModelRecipe(settings.weights)
+    batch = batch or load_batch_config()
+    # Absolute paths: a Ray worker may run in another folder, or on another machine sharing them.
+    settings = settings.model_copy(update={"out": str(Path(settings.out).resolve())})
+    outcomes: dict[Path, VideoOutcome] = {}
+    to_scan: list[Path] = []
+    owners: dict[Path, Path] = {}
+    for source in (Path(source).resolve() for source in sources.paths):
+        folder = results_dir(settings, source)
+        if folder in owners:
+            reason = f"its results folder {folder} is also that of {owners[folder]}: scan it alone with another --out"
+            outcomes[source] = VideoOutcome(source, "failed", reason)
+        elif scan_is_finished(source, settings):
+            owners[folder] = source
+            outcomes[source] = _finished_earlier(source, folder)
+        else:
+            owners[folder] = source
+            to_scan.append(source)
+    if settings.dataset is not None:
+        from cvtriage.database import connect_database
+
+        connect_database()
+        check_scan_dataset(settings.dataset)  # before scanning, not after
+
+    started_ray = False
+    if ray_address is not None:
+        started_ray = ray_tasks.connect(ray_address, batch)
+        runner = ray_tasks.describe_cluster()
+        scans = ray_tasks.scan_videos(to_scan, settings, recipe, batch)
+    else:
+        runner = "one process"
+        scans = _scan_here(to_scan, settings, recipe, console)
+    frames = 0
+    try:
+        with _progress(console, show_progress) as progress:
+            task = progress.add_task("videos", total=len(to_scan), rate="")
+            for outcome in scans:
+                outcome = _store(outcome, settings)
+                outcomes[outcome.source] = outcome
+                frames += outcome.frames_total or 0
+                rate = frames / max(time.perf_counter() - started, 1e-6)
+                progress.update(task, advance=1, rate=f"{rate:.0f} frames/s")
+    finally:
+        if started_ray:
+            ray_tasks.disconnect()
+    ordered = [outcomes[Path(source).resolve()] for source in sources.paths]
+    ordered += [VideoOutcome(Path(entry), "missing", reason) for entry, reason in sources.missing]
+    report = BatchReport(ordered, round(time.perf_counter() - started, 3), runner, Path(settings.out) / BATCH_JSON)
+    write_batch_json(report)
+    return report
+
+
+def _scan_here(sources: list[Path], settings: ScanConfig, recipe: ModelRecipe, console: Console) -> Iterator[VideoOutcome]:
+    model = recipe.load() if sources else None  # once for the batch; unusable weights fail it here, in one line
+    for source in sources:
+        yield scan_to_results_folder(source, settings, model, console)
+
+
+def _store(outcome: VideoOutcome, settings: ScanConfig) -> VideoOutcome:
+    """The driver's part of a scanned video: its FiftyOne samples, then its log marked complete."""
+    scan, outcome.scan = outcome.scan, None
+    if scan is None:
+        return outcome
+    if settings.dataset is not None:
+        try:
+            store_results_in_fiftyone(
+                settings.dataset, scan.out_dir, scan.video, settings, scan.events, scan.detections, scan.class_names
+            )
+        except CvtriageError as error:
+            return VideoOutcome(outcome.source, "failed", f"storing its events in FiftyOne: {error}")
+    DetectionLog.mark_complete(log_path(settings, outcome.source))
+    return outcome
+
+
+def _finished_earlier(source: Path, folder: Path) -> VideoOutcome:
+    stats = json.loads((folder / EVENTS_JSON).read_text(encoding="utf-8"))["stats"]
+    return VideoOutcome(
+        source, "finished earlier", events=stats["events"], frames_inferred=stats["frames_inferred"],
+        frames_total=stats["frames_total"], wall_time_s=stats["wall_time_s"], out_dir=folder,
+    )  # fmt: skip
+
+
+def _progress(console: Console, show: bool) -> Progress:
+    """One bar for the whole batch, however many workers: videos done, frames per second overall."""
+    return Progress(
+        TextColumn("[bold]scan batch[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("videos  {task.fields[rate]}"),
+        TimeElapsedColumn(), console=console, disable=not show,
+    )  # fmt: skip
