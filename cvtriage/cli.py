@@ -86,6 +86,9 @@ def scan_command(
     out: Optional[Path] = typer.Option(None, help="Parent folder of the results (default runs/scan): <out>/<source-stem>/."),
     dataset: Optional[str] = typer.Option(None, help="FiftyOne dataset receiving the event keyframes (default cvtriage-scan)."),
     no_dataset: bool = typer.Option(False, "--no-dataset", help="Do not store the events in FiftyOne."),
+    replace_decisions: bool = typer.Option(
+        False, "--replace-decisions", help="Re-scan a video even though reviewers have decided on its events (their tags go)."
+    ),
     config: Optional[Path] = typer.Option(None, help="Settings file overriding configs/default.yaml."),
     ray: Optional[str] = typer.Option(
         None, metavar="auto|ADDRESS",
@@ -102,6 +105,7 @@ def scan_command(
         config,
         weights=weights, classes=classes, conf=conf, every=every, fps=fps, imgsz=imgsz, tile=tile, batch=batch,
         device=device, out=None if out is None else str(out), dataset=dataset,
+        replace_decisions=replace_decisions or None,
     )  # fmt: skip
     if no_dataset:
         settings.dataset = None

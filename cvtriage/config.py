@@ -57,6 +57,7 @@ class ScanConfig(StrictModel):
     min_event_frames: int = Field(2, ge=1)
     out: str = "runs/scan"
     dataset: str | None = "cvtriage-scan"
+    replace_decisions: bool = False
     jpeg_quality: int = Field(90, ge=10, le=100)
 
     @field_validator("classes", mode="before")

@@ -381,7 +381,10 @@ def run_scan(
     from cvtriage.ingest.positions import source_positions
     from cvtriage.outputs import write_scan_outputs
 
+    from cvtriage.teach.decisions import check_decisions_kept
+
     console = console or Console(stderr=True)
+    check_decisions_kept(settings, [source])
     # Telemetry problems before the scan, not after it: a broken .SRT beside a long video.
     for warning in source_positions(probe_source(Path(source))).warnings:
         console.print(f"cvtriage: warning: {warning}", style="yellow", soft_wrap=True, markup=False, highlight=False)

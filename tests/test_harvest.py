@@ -279,3 +279,16 @@ def test_harvest_bad_input_is_one_line_and_writes_nothing(scanned, scan_dataset,
         assert "changed since it was scanned" in fails()
     finally:
         shutil.move(moved, video)
+
+
+def test_a_new_scan_does_not_silently_replace_decided_events(scanned, scan_dataset, tmp_path):
+    video = scanned[0]
+    settings = load_scan_config(out=str(tmp_path / "runs"), device="cpu", dataset=scan_dataset.name, fps=2.0, weights="squares.pt")
+    run_scan(video, settings, show_progress=False, model=SquareDetector())  # nothing decided yet: replaced
+    tag(scan_dataset, scanned[3]["A"], "confirmed")
+    with pytest.raises(CvtriageError, match="1 events of squares.mp4 carry review decisions .* --replace-decisions"):
+        run_scan(video, settings, show_progress=False, model=SquareDetector())
+    assert "confirmed" in scan_dataset.distinct("tags")
+    settings.replace_decisions = True
+    run_scan(video, settings, show_progress=False, model=SquareDetector())
+    assert "confirmed" not in scan_dataset.distinct("tags")

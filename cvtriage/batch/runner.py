@@ -24,6 +24,7 @@ from cvtriage.batch.summary import write_batch_json
 from cvtriage.batch.types import BatchReport, ModelRecipe, VideoOutcome
 from cvtriage.config import BatchConfig, ScanConfig, load_batch_config
 from cvtriage.errors import CvtriageError
+from cvtriage.teach.decisions import check_decisions_kept
 from cvtriage.outputs import EVENTS_JSON, check_scan_dataset, store_results_in_fiftyone, write_scan_outputs
 from cvtriage.scan import DetectionLog, log_path, results_dir, scan_is_finished, scan_source
 
@@ -93,6 +94,7 @@ def run_batch(
 
         connect_database()
         check_scan_dataset(settings.dataset)  # before scanning, not after
+        check_decisions_kept(settings, to_scan)
 
     started_ray = False
     if ray_address is not None:

@@ -108,6 +108,26 @@ def undecided_filter():
     return ~has_decision(F("tags")) & ~boxes_decided
 
 
+def check_decisions_kept(settings, sources: list[Path]) -> None:
+    """Refuse, before any work, a scan that would replace event samples reviewers have decided on
+    (a new scan of a video replaces its samples, tags and all) unless `replace_decisions` is set."""
+    import fiftyone as fo
+
+    if settings.dataset is None or settings.replace_decisions or not fo.dataset_exists(settings.dataset):
+        return
+    dataset = fo.load_dataset(settings.dataset)
+    if "source_video" not in dataset.get_field_schema():
+        return
+    videos = [str(Path(source).resolve()) for source in sources]
+    decided = dataset.match({"source_video": {"$in": videos}}).match(~undecided_filter())
+    if len(decided):
+        names = ", ".join(sorted({Path(video).name for video in decided.values("source_video")}))
+        raise CvtriageError(
+            f"{settings.dataset}: {len(decided)} events of {names} carry review decisions that a new scan would "
+            "replace: harvest them first (cvtriage harvest), scan into another --dataset, or pass --replace-decisions"
+        )
+
+
 def events_of_dataset(dataset) -> dict[tuple[str, int], ScanEvent]:
     """The scan events a dataset holds, by (video, event id)."""
     videos, ids, classes, sample_ids = dataset.values(["source_video", "event_id", "class_name", "id"])
