@@ -1,7 +1,8 @@
 """How many injected label errors does `audit-labels` find, against FiftyOne Brain and cleanlab?
 
-A clean synthetic dataset (cvtriage.synth, a seed the demo model was not trained on) gets 5%
-label errors (cvtriage inject-errors, every split), then one audit run with the demo detector.
+A clean synthetic dataset (cvtriage.synth, a seed the demo model was not trained on; --ground
+street for busy street ground, the model was trained on plain ground only) gets 5% label errors
+(cvtriage inject-errors, every split), then one audit run with the demo detector.
 For each kind, with N errors of that kind injected, it prints the share of them found in the
 top 2N of each method's ranking for that kind:
 
@@ -15,10 +16,11 @@ top 2N of each method's ranking for that kind:
 A second table says what 90% would take: per kind, the score down to which cvtriage's ranking
 must go to hold 90% of the injected errors, and how many findings that are not injected errors
 score at least that much (more than 2N - 0.9N of them: the model's evidence falls short, not the
-order). It also prints the end-to-end time of the audit (load, predict, evaluate, mistakenness,
+order). A third table says what audit-labels flags with its per-kind thresholds, and how many of
+the flagged findings are injected errors. It also prints the end-to-end time of the audit (load, predict, evaluate, mistakenness,
 rank, tag, write reports). Target: >= 90% for every kind, no kind below either reference; <= 3 min.
 
-    nice -n 15 python benchmarks/audit_quality.py [--images 1000] [--imgsz 640] [--rate 0.05]
+    nice -n 15 python benchmarks/audit_quality.py [--ground plain|street] [--images 1000] [--imgsz 640] [--rate 0.05]
 """
 
 from __future__ import annotations
@@ -53,21 +55,27 @@ from cvtriage.dataset import GROUND_TRUTH, iou_matrix  # noqa: E402
 from cvtriage.inject import MANIFEST_NAME, inject_errors  # noqa: E402
 from cvtriage.paths import DEMO_WEIGHTS, PROJECT_ROOT  # noqa: E402
 from cvtriage.predictions import PREDICTIONS  # noqa: E402
+from cvtriage.synth.dataset import GROUNDS  # noqa: E402
 
 console = Console()
 # The issue's target: this share of each kind's injected errors in the top 2N of its ranking.
 TARGET_SHARE = 0.9
 
 
-def clean_dataset(work: Path, images: int, imgsz: int, seed: int) -> Path:
+def ground_suffix(ground: str) -> str:
+    """Folder and dataset names: the plain ground keeps the names it had before street ground existed."""
+    return "" if ground == "plain" else f"-{ground}"
+
+
+def clean_dataset(work: Path, images: int, imgsz: int, seed: int, ground: str) -> Path:
     """The clean synthetic dataset (cached: drawing 1,000 images takes minutes)."""
     from cvtriage.synth.dataset import generate_dataset
 
-    out = work / f"synth-{images}-{imgsz}-seed{seed}"
+    out = work / f"synth-{images}-{imgsz}-seed{seed}{ground_suffix(ground)}"
     if not (out / "data.yaml").is_file():
-        console.print(f"Drawing {images} synthetic images at {imgsz} px (seed {seed}) into {out} ...")
+        console.print(f"Drawing {images} synthetic images at {imgsz} px (seed {seed}, {ground} ground) into {out} ...")
         # The demo model's objects: 10-120 px long side (see weights/README.md).
-        generate_dataset(out, images=images, imgsz=imgsz, seed=seed, min_size=10, max_size=120, force=True)
+        generate_dataset(out, images=images, imgsz=imgsz, seed=seed, min_size=10, max_size=120, force=True, ground=ground)
     return out / "data.yaml"
 
 
@@ -213,6 +221,8 @@ def main() -> None:
     parser.add_argument("--imgsz", type=int, default=640)
     parser.add_argument("--rate", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=2, help="synthetic data seed (the demo model was trained on seeds 0 and 1)")
+    parser.add_argument("--ground", choices=GROUNDS, default="plain",
+                        help="synthetic ground: plain (what the demo model was trained on) or street (busy ground)")
     parser.add_argument("--weights", default=str(DEMO_WEIGHTS))
     parser.add_argument("--work", type=Path, default=PROJECT_ROOT / "runs" / "bench")
     parser.add_argument("--conf", type=float, default=None, help="prediction confidence floor (default: configs/audit.yaml)")
@@ -222,11 +232,11 @@ def main() -> None:
     if not Path(args.weights).is_file():
         raise SystemExit(f"{args.weights}: weights not found (train the demo model first, see weights/README.md)")
 
-    clean = clean_dataset(args.work, args.images, args.imgsz, args.seed)
-    noisy = args.work / f"noisy-{args.images}-{args.imgsz}-seed{args.seed}-rate{args.rate}"
+    clean = clean_dataset(args.work, args.images, args.imgsz, args.seed, args.ground)
+    noisy = args.work / f"noisy-{args.images}-{args.imgsz}-seed{args.seed}-rate{args.rate}{ground_suffix(args.ground)}"
     import fiftyone as fo
 
-    name = "cvtriage-bench-audit-quality"
+    name = f"cvtriage-bench-audit-quality{ground_suffix(args.ground)}"
     if not args.reuse_predictions:
         shutil.rmtree(noisy, ignore_errors=True)
         inject_errors(clean, noisy, rate=args.rate, splits=("train", "val"), seed=args.seed)
@@ -254,7 +264,7 @@ def main() -> None:
     }
 
     table = Table(title=f"Injected label errors found in the top 2N of each kind's ranking "
-                        f"({args.images} images, {args.rate:.0%} errors, {Path(args.weights).name})")
+                        f"({args.images} images, {args.ground} ground, {args.rate:.0%} errors, {Path(args.weights).name})")
     table.add_column("kind")
     table.add_column("injected N", justify="right")
     for method in rankings:
@@ -277,12 +287,24 @@ def main() -> None:
         ceiling.add_row(kind, f"{needed:.3f}", str(others), str(2 * n - int(np.ceil(TARGET_SHARE * n))))
     console.print(ceiling)
 
+    flags = Table(title="What audit-labels flags: each kind's threshold (configs/audit.yaml's rule), the findings at or "
+                        "above it, and how many of them are injected errors (a reviewer's time is the cost)")
+    for column in ("kind", "threshold", "flagged", "injected errors among them", "precision", "of the injected"):
+        flags.add_column(column, justify="left" if column == "kind" else "right")
+    for kind in KINDS:
+        flagged = [f.pred_id if kind == "missing" else f.label_id for f in report.flagged if f.kind == kind]
+        hits = count_found(kind, flagged, targets[kind], boxes_by_pred)
+        threshold = report.thresholds[kind]
+        flags.add_row(kind, "none" if np.isinf(threshold) else f"{threshold:.3f}", str(len(flagged)), str(hits),
+                      f"{hits / len(flagged):.0%}" if flagged else "-", f"{hits / len(targets[kind]):.0%}")
+    console.print(flags)
+
     # Kind-blind: the whole cvtriage ranking (the likely-mislabeled view), top 2 x all injected.
     total = sum(len(t) for t in targets.values())
     top = [f.pred_id if f.kind == "missing" else f.label_id for f in report.findings][: 2 * total]
     found_overall = sum(count_found(kind, top, targets[kind], boxes_by_pred) for kind in KINDS)
     console.print(f"cvtriage, all kinds together: {found_overall}/{total} injected errors in the top {2 * total} "
-                  f"of the whole ranking; {len(report.flagged)} findings at score >= {config.min_score}")
+                  f"of the whole ranking; {len(report.flagged)} findings flagged")
     if args.reuse_predictions:
         console.print("(predictions reused from the last run: the time below leaves out prediction)")
     console.print(f"End-to-end audit of {report.audited_samples} images at {args.imgsz} px with {Path(args.weights).name} "

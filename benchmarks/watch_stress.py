@@ -37,6 +37,7 @@ from cvtriage.config import load_ingest_config, load_scan_config  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=5000)
+    parser.add_argument("--demo-pairs", type=int, default=None, help="pairs for the demo model (default --pairs)")
     parser.add_argument("--kills", type=int, default=3)
     parser.add_argument("--models", default="noop,demo", help="noop, demo, or both, comma-separated")
     parser.add_argument("--mean-delay", type=float, default=0.0005, help="mean seconds between two files dropped")
@@ -44,8 +45,8 @@ def main() -> None:
     import fiftyone as fo
 
     console = Console()
-    table = Table(title=f"cvtriage watch: {args.pairs:,} pairs, killed {args.kills} times")
-    for column in ("detector", "files dropped", "pairs processed", "wall time", "pairs/s", "every promise held"):
+    table = Table(title=f"cvtriage watch, killed {args.kills} times")
+    for column in ("detector", "pairs", "files dropped", "pairs processed", "wall time", "pairs/s", "every promise held"):
         table.add_column(column, justify="left" if column == "detector" else "right")
     for kind in [k.strip() for k in args.models.split(",") if k.strip()]:
         work = Path(tempfile.mkdtemp(prefix=f"cvtriage-watch-{kind}-"))
@@ -58,14 +59,17 @@ def main() -> None:
         )
         weights = str(DEMO_WEIGHTS) if kind == "demo" else "no-op"
         scan = load_scan_config(weights=weights, imgsz=640, device="cpu")
-        result = run_stress(work / "in", work / "out", scan, settings, args.pairs, kills=args.kills,
+        pairs = args.demo_pairs if kind == "demo" and args.demo_pairs else args.pairs
+        result = run_stress(work / "in", work / "out", scan, settings, pairs, kills=args.kills,
                             model_kind="noop" if kind == "noop" else "weights", mean_delay_s=args.mean_delay,
                             size=(640, 480))  # fmt: skip
         label = "no-op" if kind == "noop" else f"demo model ({Path(weights).name}, 640 px, CPU)"
         table.add_row(
-            label, f"{result.files_dropped:,}", f"{result.processed_rows:,}", f"{result.seconds:.1f} s",
+            label, f"{pairs:,}", f"{result.files_dropped:,}", f"{result.processed_rows:,}", f"{result.seconds:.1f} s",
             f"{result.processed_rows / result.seconds:.1f}", "yes" if not result.problems else "NO",
         )  # fmt: skip
+        console.print(f"{label}: {result.processed_rows:,} pairs in {result.seconds:.1f} s, "
+                      f"{result.processed_rows / result.seconds:.1f} pairs/s, {len(result.problems)} problems")
         for problem in result.problems:
             console.print(f"[red]{kind}: {problem}[/]", soft_wrap=True)
         fo.delete_dataset(dataset)

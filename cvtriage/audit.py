@@ -25,8 +25,9 @@ import contextlib
 import csv
 import json
 import logging
+import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +89,20 @@ class Finding:
 
 
 @dataclass
+class FindingGroup:
+    """Flagged findings of one kind that share a cause the audit can name, seen as one pattern."""
+
+    kind: str
+    cause: str  # "border", "small", "class <name>", "folder <path>"
+    description: str  # what the findings have in common, as the summary says it
+    count: int
+    of_kind: int  # flagged findings of that kind
+    label_share: float  # share of the dataset's labels with the same trait
+    view: str  # its saved view
+    ids: list[str] = field(default_factory=list, repr=False)  # label ids (prediction ids for missing)
+
+
+@dataclass
 class AuditReport:
     dataset_name: str
     findings: list[Finding]  # every scored label and unexplained prediction, best first
@@ -97,6 +112,9 @@ class AuditReport:
     out_dir: Path | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
     labels_seen: float | None = None  # share of labels the model sees (visibility >= SEEN_VISIBILITY)
+    thresholds: dict[str, float] = field(default_factory=dict)  # each kind's flagging threshold
+    groups: list[FindingGroup] = field(default_factory=list)
+    border_ignored: int = 0  # missing findings at or above their threshold not flagged (ignore_border)
 
     def counts(self) -> dict[str, int]:
         return {kind: sum(finding.kind == kind for finding in self.flagged) for kind in KINDS}
@@ -277,20 +295,22 @@ def _attach_prediction(finding: Finding, image: ImageLabels, index: int) -> None
 
 
 # Image evidence, for the two kinds where the model sees nothing or sees it elsewhere: objects
-# stand out from the ground around them (`surround_contrast`). A spurious score is multiplied by
-# exp(-(contrast - GROUND_CONTRAST)): a box on empty ground looks like the ground next to it, an
-# object the model missed does not. A location score is multiplied by the model box's contrast over
-# the label box's, when below 1: a label that frames the object better than the model's box is
-# probably right. Measured on the synthetic benchmark (seeds 1 and 2, two models), share of each
-# kind in the top 2N: spurious 71-80% -> 87-91%, location 67-71% -> 73-76%. Textured ground
-# (gravel, foliage) gives empty boxes some contrast too, so this weighs the model's evidence; it
-# does not replace it.
+# stand out from the ground around them (`surround_contrast`). But how much an empty box stands
+# out depends on the ground: next to nothing on a lawn, a lot on a street, where an empty box may
+# hold a lane marking, a kerb, a drain cover or a shadow's edge. So a spurious label's contrast is
+# compared with the ground of its own image: boxes of its size dropped at random where no label is
+# (`ground_contrast_share`). A label at or below the median of those keeps its score (it looks like
+# this image's ground); above it, its score is multiplied by twice the share of ground boxes that
+# stand out at least as much (an object the model missed stands out more than the ground does).
+# This replaced a fixed factor exp(-(contrast - 0.25)), whose 0.25 was the median contrast of empty
+# boxes on the benchmark's flat grounds and which weighed empty boxes on busy ground down as objects.
+# A location score is multiplied by the model box's contrast over the label box's, when below 1: a
+# label that frames the object better than the model's box is probably right (two boxes in one
+# image: the ground is the same for both).
 # Lab units added to the ring's colour spread, so that flat ground does not divide by ~0.
 FLAT_GROUND_SPREAD = 5.0
-# Contrast that empty ground shows by itself (shading, texture, JPEG noise): about the median of
-# boxes drawn on empty ground in the benchmark. Only contrast beyond it lowers a spurious score, so
-# labels on empty ground keep their score next to the other kinds in the likely-mislabeled view.
-GROUND_CONTRAST = 0.25
+# Random boxes of the ground a spurious label is compared with (more: steadier, slower).
+GROUND_SAMPLES, GROUND_SEED = 48, 0
 # Added to both contrasts of a location finding before their ratio (two boxes on flat ground: 1).
 CONTRAST_RATIO_FLOOR = 0.1
 # Findings below this score are not weighed (reading images costs time; scores only fall).
@@ -316,9 +336,27 @@ def surround_contrast(image_lab: np.ndarray, box) -> float:
     return float(np.linalg.norm(inside.mean(axis=0) - ring.mean(axis=0)) / (spread + FLAT_GROUND_SPREAD))
 
 
-def weigh_by_image_contrast(findings: list[Finding]) -> list[Finding]:
+def ground_contrast_share(image_lab: np.ndarray, box, labels: np.ndarray, rng: np.random.Generator) -> float:
+    """Of GROUND_SAMPLES boxes of `box`'s size placed at random in the image where they touch no
+    label, the share that stand out from their surroundings at least as much as `box` does
+    (counting `box` itself, so never 0). 0.5 when no such place is found."""
+    x1, y1, x2, y2 = box
+    width, height = x2 - x1, y2 - y1
+    corners = rng.uniform(0, 1, (GROUND_SAMPLES * 4, 2)) * [max(1 - width, 0), max(1 - height, 0)]
+    candidates = np.concatenate([corners, corners + [width, height]], axis=1)
+    clear = iou_matrix(candidates, labels).max(axis=1, initial=0) == 0
+    ground = candidates[clear][:GROUND_SAMPLES]
+    if not len(ground):
+        return 0.5
+    contrast = surround_contrast(image_lab, box)
+    at_least = sum(surround_contrast(image_lab, other) >= contrast for other in ground)
+    return (at_least + 1) / (len(ground) + 1)
+
+
+def weigh_by_image_contrast(findings: list[Finding], label_boxes: dict[str, np.ndarray]) -> list[Finding]:
     """Spurious and location scores weighed by how the boxes stand out from their surroundings
-    (see GROUND_CONTRAST above), re-sorted. Images that cannot be read leave their scores as they were."""
+    (see above), re-sorted. `label_boxes`: every label box (x1 y1 x2 y2) of each image path, kept
+    clear by the ground samples. Images that cannot be read leave their scores as they were."""
     import cv2
 
     by_image: dict[str, list[Finding]] = {}
@@ -330,11 +368,14 @@ def weigh_by_image_contrast(findings: list[Finding]) -> list[Finding]:
         if image is None:
             continue
         image_lab = cv2.cvtColor(image, cv2.COLOR_BGR2LAB)
+        # The same draw for every image: a finding's weight depends on its image alone.
+        rng = np.random.default_rng(GROUND_SEED)
+        labels = label_boxes.get(image_path, np.zeros((0, 4)))
         for finding in image_findings:
-            label_contrast = surround_contrast(image_lab, finding.label_box)
             if finding.kind == "spurious":
-                finding.score *= float(np.exp(-max(0.0, label_contrast - GROUND_CONTRAST)))
+                finding.score *= min(1.0, 2 * ground_contrast_share(image_lab, finding.label_box, labels, rng))
             else:
+                label_contrast = surround_contrast(image_lab, finding.label_box)
                 pred_contrast = surround_contrast(image_lab, finding.pred_box)
                 finding.score *= min(1.0, (pred_contrast + CONTRAST_RATIO_FLOOR) / (label_contrast + CONTRAST_RATIO_FLOOR))
     return sorted(findings, key=lambda finding: -finding.score)
@@ -345,6 +386,220 @@ def rank_findings(images: list[ImageLabels], config: AuditConfig) -> list[Findin
     findings = [finding for image in images for finding in score_image(image, config, detectable)]
     # Sorted by score; ties (e.g. labels with nothing predicted anywhere near) keep dataset order.
     return sorted(findings, key=lambda finding: -finding.score)
+
+
+# --- flagging thresholds ----------------------------------------------------------------------------
+# Scores of different kinds are not on one scale, and how far down a kind's ranking is worth a
+# reviewer's time depends on the model and the imagery. So each kind's threshold is measured on the
+# dataset itself: errors of that kind are planted in memory, one at a time in a copy of one image's
+# labels (the model's predictions do not depend on the labels, so they stay valid), scored like the
+# real labels, and the threshold is the lowest score at which the planted errors, scaled to
+# assumed_error_rate, are at least flag_precision of the dataset's findings scoring as much.
+
+# Planted errors per kind: enough that the threshold moves little from one draw to another.
+SIMULATED_PER_KIND = 200
+SIMULATION_SEED = 0
+
+
+def planted_error_scores(
+    images: list[ImageLabels], config: AuditConfig, detectable: dict[tuple[str, int], float], classes: list[str]
+) -> dict[str, list[float]]:
+    """Per kind, the scores of SIMULATED_PER_KIND planted errors (0 for one whose evidence points to
+    another kind, or to nothing): a label given another class, a label deleted (scored by the
+    prediction on its object), a label moved (inject-errors' rule), a label added where none is."""
+    from cvtriage.inject import moved_box
+
+    rng = np.random.default_rng(SIMULATION_SEED)
+    labelled = [image for image in images if len(image.label_ids)]
+    sizes = np.concatenate([image.label_boxes[:, 2:] - image.label_boxes[:, :2] for image in labelled]) if labelled else None
+    scores: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    planted: list[tuple[str, Finding]] = []  # spurious and location findings, weighed by contrast below
+
+    def with_labels(image: ImageLabels, classes_, boxes) -> ImageLabels:
+        ids = [f"planted-{i}" for i in range(len(boxes))]
+        return replace(image, label_ids=ids, label_classes=np.asarray(classes_, dtype=object),
+                       label_boxes=np.asarray(boxes, dtype=np.float64).reshape(-1, 4), label_indices=[None] * len(ids))
+
+    for kind in KINDS:
+        for _ in range(SIMULATED_PER_KIND if labelled and (kind != "class" or len(classes) > 1) else 0):
+            image = labelled[rng.integers(len(labelled))] if kind != "spurious" else images[rng.integers(len(images))]
+            index = int(rng.integers(max(len(image.label_ids), 1)))
+            label_classes, boxes = list(image.label_classes), [list(box) for box in image.label_boxes]
+            if kind == "class":
+                label_classes[index] = rng.choice([name for name in classes if name != label_classes[index]])
+            elif kind == "missing":
+                deleted = boxes.pop(index)
+                label_classes.pop(index)
+            elif kind == "location":
+                moved = moved_box(boxes[index], [box for i, box in enumerate(boxes) if i != index], rng)
+                if moved is None:
+                    continue
+                boxes[index] = list(moved[0])
+            else:
+                w, h = sizes[rng.integers(len(sizes))]
+                x1, y1 = rng.uniform(0, 1 - w), rng.uniform(0, 1 - h)
+                if boxes and iou_matrix([[x1, y1, x1 + w, y1 + h]], boxes).max() > 0:
+                    continue
+                index = len(boxes)
+                boxes.append([x1, y1, x1 + w, y1 + h])
+                label_classes.append(classes[rng.integers(len(classes))])
+            findings = score_image(with_labels(image, label_classes, boxes), config, detectable)
+            if kind == "missing":
+                on_object = [f.score for f in findings if f.kind == "missing" and iou_matrix([f.pred_box], [deleted])[0, 0] >= 0.5]
+                scores[kind].append(max(on_object, default=0.0))
+                continue
+            finding = findings[index]
+            if finding.kind != kind:
+                scores[kind].append(0.0)
+            elif kind == "class":
+                scores[kind].append(finding.score)
+            else:
+                planted.append((image.image_path, finding))
+    label_boxes = {image.image_path: image.label_boxes for image in images}
+    for finding in weigh_by_image_contrast([finding for _, finding in planted], label_boxes):
+        scores[finding.kind].append(finding.score)
+    return scores
+
+
+def flag_thresholds(findings: list[Finding], planted: dict[str, list[float]], label_count: int, config: AuditConfig) -> dict[str, float]:
+    """Per kind, the lowest score at which planted errors, scaled to the errors expected among
+    `label_count` labels at config.assumed_error_rate (split evenly across kinds), are at least
+    config.flag_precision of the findings scoring as much; inf when no score gets there."""
+    expected_errors = config.assumed_error_rate * label_count / len(KINDS)
+    thresholds = {}
+    for kind in KINDS:
+        real = np.sort([f.score for f in findings if f.kind == kind])
+        planted_scores = np.sort(planted.get(kind, []))
+        candidates = np.unique(real[real > 0])  # a threshold is a score some finding has
+        thresholds[kind] = float("inf")
+        if not len(candidates) or not len(planted_scores):
+            continue
+        real_at_least = len(real) - np.searchsorted(real, candidates, side="left")
+        # Flagging from a finding's score flags the same findings as any threshold down to the next
+        # lower finding's score: an error scoring anywhere above that would be flagged too.
+        next_lower = np.concatenate([[0.0], candidates[:-1]])
+        planted_above = len(planted_scores) - np.searchsorted(planted_scores, next_lower, side="right")
+        holds = expected_errors * planted_above / len(planted_scores) >= config.flag_precision * real_at_least
+        if holds.any():
+            thresholds[kind] = float(candidates[holds].min())
+    return thresholds
+
+
+def choose_thresholds(images: list[ImageLabels], findings: list[Finding], config: AuditConfig, classes: list[str]) -> dict[str, float]:
+    """config.min_score for every kind when set, else each kind's threshold by the rule above."""
+    if config.min_score is not None:
+        return {kind: config.min_score for kind in KINDS}
+    planted = planted_error_scores(images, config, detectability(images, config.location_min_iou), classes)
+    return flag_thresholds(findings, planted, sum(len(image.label_ids) for image in images), config)
+
+
+# --- flagging, and findings that share a cause ----------------------------------------------------
+
+# A box this close to the frame (px) touches the border: a cut-off object's box ends at the edge,
+# give or take the labeller's or the model's pixel.
+BORDER_PX = 2
+# COCO's "small" objects: under 32 x 32 px of area.
+SMALL_AREA_PX = 32 * 32
+# A shared cause is named (a summary line and a saved view) when it holds at least this many of
+# a kind's flagged findings, at least this share of them, and is at least this many times as
+# common among them as among the dataset's labels: a pattern a team decides on once (a labelling
+# policy, a class, a labeller's folder), not a coincidence a reviewer would see one by one anyway.
+GROUP_MIN_FINDINGS, GROUP_MIN_SHARE, GROUP_MIN_LIFT = 5, 0.25, 2.0
+
+
+def touches_border(box, size: tuple[int, int]) -> bool:
+    width, height = size
+    x1, y1, x2, y2 = box
+    return min(x1 * width, y1 * height, (1 - x2) * width, (1 - y2) * height) <= BORDER_PX
+
+
+def box_causes(box, class_name: str, image_path: str, size: tuple[int, int] | None) -> dict[str, str]:
+    """The nameable causes a box has (cause -> how the summary says it). Border and size need the
+    image's size in pixels (`size` None: only class and folder)."""
+    causes = {f"class {class_name}": f"are class '{class_name}'", f"folder {Path(image_path).parent}": f"are in folder {Path(image_path).parent}"}
+    if size is not None:
+        if touches_border(box, size):
+            causes["border"] = "touch the image border"
+        x1, y1, x2, y2 = box
+        if (x2 - x1) * size[0] * (y2 - y1) * size[1] < SMALL_AREA_PX:
+            causes["small"] = "are small (under 32x32 px, COCO's small)"
+    return causes
+
+
+def _finding_box_class(finding: Finding) -> tuple[list[float], str]:
+    if finding.kind == "missing":
+        return finding.pred_box, finding.pred_class
+    return finding.label_box, finding.label_class
+
+
+def flag_findings(
+    findings: list[Finding], thresholds: dict[str, float], config: AuditConfig, sizes: dict[str, tuple[int, int]]
+) -> tuple[list[Finding], int]:
+    """The findings at or above their kind's threshold (within config.top), and how many missing
+    findings were left out because they touch the border (config.ignore_border)."""
+    flagged, border_ignored = [], 0
+    for finding in findings:
+        if finding.score < thresholds[finding.kind]:
+            continue
+        size = sizes.get(finding.sample_id)
+        if config.ignore_border and finding.kind == "missing" and size and touches_border(finding.pred_box, size):
+            border_ignored += 1
+            continue
+        flagged.append(finding)
+    return flagged[: config.top], border_ignored
+
+
+def group_findings(flagged: list[Finding], images: list[ImageLabels], sizes: dict[str, tuple[int, int]]) -> list[FindingGroup]:
+    """Causes shared by many of a kind's flagged findings (see GROUP_MIN_*), largest first."""
+    label_causes: dict[str, int] = {}
+    label_count = 0
+    for image in images:
+        for box, class_name in zip(image.label_boxes, image.label_classes):
+            label_count += 1
+            for cause in box_causes(box, str(class_name), image.image_path, sizes.get(image.sample_id)):
+                label_causes[cause] = label_causes.get(cause, 0) + 1
+    groups = []
+    for kind in KINDS:
+        of_kind = [f for f in flagged if f.kind == kind]
+        members: dict[str, list[Finding]] = {}
+        descriptions: dict[str, str] = {}
+        for finding in of_kind:
+            box, class_name = _finding_box_class(finding)
+            for cause, description in box_causes(box, class_name, finding.image_path, sizes.get(finding.sample_id)).items():
+                members.setdefault(cause, []).append(finding)
+                descriptions[cause] = description
+        for cause, group in members.items():
+            share, label_share = len(group) / len(of_kind), label_causes.get(cause, 0) / max(label_count, 1)
+            if len(group) >= GROUP_MIN_FINDINGS and share >= GROUP_MIN_SHARE and share >= GROUP_MIN_LIFT * label_share:
+                slug = re.sub(r"[^a-z0-9]+", "-", cause.split("/")[-1].lower() if cause.startswith("folder") else cause.lower())
+                groups.append(FindingGroup(
+                    kind, cause, descriptions[cause], len(group), len(of_kind), label_share,
+                    f"{kind_view_name(kind)}-{slug.strip('-')}",
+                    [f.pred_id if kind == "missing" else f.label_id for f in group],
+                ))
+    return sorted(groups, key=lambda group: -group.count)
+
+
+def group_summary(report: AuditReport) -> list[str]:
+    """One line per named group, and what --ignore-border left out."""
+    lines = []
+    for group in report.groups:
+        line = (f"{group.kind}: {group.count} of {group.of_kind} flagged findings {group.description} "
+                f"({group.label_share:.0%} of the labels do): saved view {group.view}")
+        if group.kind == "missing" and group.cause == "border":
+            line += "; if your labels leave out objects cut off by the frame, --ignore-border stops flagging these"
+        lines.append(line)
+    if report.border_ignored:
+        lines.append(f"missing: {report.border_ignored} findings touching the image border not flagged (ignore_border)")
+    return lines
+
+
+def image_sizes(samples) -> dict[str, tuple[int, int]]:
+    """Each sample's image size in pixels (read from the files when FiftyOne has no metadata yet)."""
+    if samples.exists("metadata.width", False).count():
+        samples.compute_metadata(progress=False)
+    ids, widths, heights = samples.values(["id", "metadata.width", "metadata.height"])
+    return {sample_id: (w, h) for sample_id, w, h in zip(ids, widths, heights) if w and h}
 
 
 # --- FiftyOne Brain and evaluation --------------------------------------------------------------
@@ -400,9 +655,10 @@ def evaluate(samples, match_iou: float) -> None:
 # --- writing results into FiftyOne ----------------------------------------------------------------
 
 
-def store_findings(samples, findings: list[Finding], flagged: list[Finding]) -> None:
+def store_findings(samples, findings: list[Finding], flagged: list[Finding], groups: list[FindingGroup] = ()) -> None:
     """Per-label `audit_kind`/`audit_score`, sample `audit_score`, the audit tags on samples and on
-    labels of flagged findings, and the saved views. Results of a previous audit are cleared first."""
+    labels of flagged findings, and the saved views (of each kind, and of each group). Results of a
+    previous audit are cleared first."""
     from fiftyone import ViewField as F
 
     dataset = samples._dataset
@@ -447,9 +703,31 @@ def store_findings(samples, findings: list[Finding], flagged: list[Finding]) -> 
         dataset.save_view(
             kind_view_name(kind), dataset.match_tags(audit_tag(kind)).sort_by(kind_score, reverse=True), overwrite=True
         )
+    kept = {LIKELY_MISLABELED, *(kind_view_name(kind) for kind in KINDS), *(group.view for group in groups)}
+    for name in dataset.list_saved_views():  # a previous audit's groups
+        if name.startswith("audit-") and name not in kept:
+            dataset.delete_saved_view(name)
+    for group in groups:
+        field_name = PREDICTIONS if group.kind == "missing" else GROUND_TRUTH
+        kind_score = F(f"{field_name}.detections").filter(F("audit_kind") == group.kind).map(F("audit_score")).max()
+        view = dataset.match_labels(ids=group.ids, fields=field_name).sort_by(kind_score, reverse=True)
+        dataset.save_view(group.view, view, overwrite=True)
 
 
 # --- the whole audit ------------------------------------------------------------------------------
+
+
+CLASS_MAP_HINT = "; if it knows the object by another name, map it: --map LABEL_CLASS=MODEL_CLASS (or class_map in the config)"
+
+
+def model_class_names(dataset_classes: list[str], class_map: dict[str, str]) -> list[str]:
+    """The model's name for each of the dataset's classes: class_map's, else the same name."""
+    unknown = [label for label in class_map if label not in dataset_classes]
+    if unknown:
+        raise CvtriageError(
+            f"class_map: the dataset has no class {', '.join(map(repr, unknown))} (it has: {', '.join(dataset_classes)})"
+        )
+    return [class_map.get(name, name) for name in dataset_classes]
 
 
 def split_view(dataset, split: str):
@@ -496,18 +774,27 @@ def audit_labels(data: str, config: AuditConfig, images_dir: Path | None = None)
         stages = _Stages(progress)
         stages.start("load", "Loading the dataset into FiftyOne")
         with quiet_fiftyone():
-            loaded = load_into_fiftyone(data, config.dataset, images_dir)
+            loaded = load_into_fiftyone(data, config.dataset, images_dir, config.strict)
         dataset, problems = loaded.dataset, list(loaded.problems)
         view = split_view(dataset, config.split)
         if config.weights:
             model = load_model(config.weights)
-            # The model must know every class of the dataset; it may know more (those are not predicted).
-            class_ids = resolve_classes(model, dataset.default_classes, f"--weights {config.weights}")
+            # The model must know every class of the dataset, by the same name or through
+            # class_map; it may know more (those are not predicted).
+            classes = dataset.default_classes
+            class_ids = resolve_classes(
+                model, model_class_names(classes, config.class_map), f"--weights {config.weights}", CLASS_MAP_HINT
+            )
+            shared = [name for name, class_id in zip(classes, class_ids) if class_ids.count(class_id) > 1]
+            if shared:
+                raise CvtriageError(f"class_map: dataset classes {' and '.join(map(repr, shared))} would be one class of the model")
             device = resolve_device(config.device)
             batch = inference_batch(config.batch, device, GPU_BATCH)
             options = PredictOptions(config.conf, config.iou, config.imgsz, batch, device)
             stages.start("predict", None)
-            problems += predict_into(view, model, class_ids, options, progress=progress)
+            # Predictions are stored under the dataset's class names, so every comparison (ours,
+            # FiftyOne's evaluation and mistakenness) sees a mapped class as the same class.
+            problems += predict_into(view, model, class_ids, options, progress=progress, names=dict(zip(class_ids, classes)))
         elif not len(view.exists(PREDICTIONS)):
             raise CvtriageError(
                 f"FiftyOne dataset {dataset.name!r} has no '{PREDICTIONS}' to audit against; pass --weights "
@@ -525,16 +812,22 @@ def audit_labels(data: str, config: AuditConfig, images_dir: Path | None = None)
             compute_fiftyone_mistakenness(confident, config.missing_confidence, config.match_iou)
             stages.start("rank", "Ranking labels")
             images = read_image_labels(view)
-            findings = weigh_by_image_contrast(rank_findings(images, config))
+            label_boxes = {image.image_path: image.label_boxes for image in images}
+            findings = weigh_by_image_contrast(rank_findings(images, config), label_boxes)
             visibility = np.concatenate([label_visibility(image, config.location_min_iou) for image in images])
             labels_seen = float(np.mean(visibility >= SEEN_VISIBILITY)) if len(visibility) else None
-            flagged = [finding for finding in findings if finding.score >= config.min_score][: config.top]
+            stages.start("thresholds", "Choosing each kind's threshold on planted errors")
+            thresholds = choose_thresholds(images, findings, config, dataset.default_classes)
+            sizes = image_sizes(view)
+            flagged, border_ignored = flag_findings(findings, thresholds, config, sizes)
+            groups = group_findings(flagged, images, sizes)
             stages.start("store", "Tagging samples and labels, saving views")
-            store_findings(view, findings, flagged)
+            store_findings(view, findings, flagged, groups)
         stages.finish()
 
     out_dir = Path(config.out) if config.out else Path("runs/audit") / dataset.name
-    report = AuditReport(dataset.name, findings, flagged, len(view), problems, out_dir, stages.seconds, labels_seen)
+    report = AuditReport(dataset.name, findings, flagged, len(view), problems, out_dir, stages.seconds, labels_seen,
+                         thresholds, groups, border_ignored)
     write_reports(report, config, data)
     return report
 
@@ -585,17 +878,20 @@ def write_reports(report: AuditReport, config: AuditConfig, data: str) -> None:
         "audited_samples": report.audited_samples,
         "settings": config.model_dump(),
         "counts": report.counts(),
+        "thresholds": {kind: (None if np.isinf(value) else round(value, 4)) for kind, value in report.thresholds.items()},
+        "groups": [{k: v for k, v in asdict(group).items() if k != "ids"} for group in report.groups],
+        "border_ignored": report.border_ignored,
         "labels_seen": report.labels_seen,
         "stage_seconds": report.stage_seconds,
         "box_format": "normalised centre-x centre-y width height",
         "rows": rows,
     }
     write_text_atomic(out_dir / "audit.json", json.dumps(content, indent=2))
-    write_score_plot(report, config.min_score)
+    write_score_plot(report)
 
 
-def write_score_plot(report: AuditReport, min_score: float) -> Path:
-    """audit_scores.png: how the scores of each kind spread, with the min_score cut, to choose it."""
+def write_score_plot(report: AuditReport) -> Path:
+    """audit_scores.png: how the scores of each kind spread, with each kind's threshold."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -605,13 +901,15 @@ def write_score_plot(report: AuditReport, min_score: float) -> Path:
     for axis, kind in zip(axes, KINDS):
         scores = [finding.score for finding in report.findings if finding.kind == kind]
         axis.hist(scores, bins=40, range=(0, 1), color="tab:blue")
-        axis.axvline(min_score, color="tab:red", linestyle="--", label=f"min_score {min_score}")
-        axis.set_title(f"{kind}: {sum(s >= min_score for s in scores)} of {len(scores)} flagged")
+        threshold = report.thresholds[kind]
+        if not np.isinf(threshold):
+            axis.axvline(threshold, color="tab:red", linestyle="--", label=f"threshold {threshold:.3f}")
+            axis.legend(loc="upper center")
+        axis.set_title(f"{kind}: {report.counts()[kind]} of {len(scores)} flagged")
         axis.set_xlabel("score")
     axes[0].set_ylabel("findings")
     if report.findings:  # a log axis (shared by all kinds) needs some count above zero
         axes[0].set_yscale("log")
-    axes[0].legend(loc="upper center")
     figure.tight_layout()
     path = report.out_dir / "audit_scores.png"
     with replaced_on_success(path) as partial:
@@ -627,10 +925,12 @@ def summary_tables(report: AuditReport, top: int = 10):
     counts = Table(title=f"Likely label errors in {report.dataset_name} ({report.audited_samples} images)")
     counts.add_column("kind")
     counts.add_column("flagged", justify="right")
+    counts.add_column("from score", justify="right")
     counts.add_column("saved view")
     for kind, count in report.counts().items():
-        counts.add_row(kind, str(count), kind_view_name(kind))
-    counts.add_row("all", str(len(report.flagged)), LIKELY_MISLABELED, style="bold")
+        threshold = report.thresholds.get(kind, float("inf"))
+        counts.add_row(kind, str(count), "none" if np.isinf(threshold) else f"{threshold:.3f}", kind_view_name(kind))
+    counts.add_row("all", str(len(report.flagged)), "", LIKELY_MISLABELED, style="bold")
 
     best = Table(title=f"Top {min(top, len(report.flagged))}")
     for column in ("rank", "kind", "score", "image", "line", "label", "prediction"):

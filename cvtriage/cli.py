@@ -284,11 +284,22 @@ def audit_labels_command(
     match_iou: Optional[float] = typer.Option(None, help="IoU at which a prediction and a label are the same object."),
     location_min_iou: Optional[float] = typer.Option(None, help="Lowest IoU at which a same-class prediction shows a badly placed box."),
     missing_confidence: Optional[float] = typer.Option(None, help="FiftyOne Brain's possible_missing confidence (its default 0.95)."),
-    min_score: Optional[float] = typer.Option(None, help="Findings scoring at least this are tagged and reported."),
+    min_score: Optional[float] = typer.Option(
+        None, help="Flag findings scoring at least this, every kind (default: each kind's threshold by the precision rule)."
+    ),
+    class_map: Optional[list[str]] = typer.Option(
+        None, "--map", help="LABEL_CLASS=MODEL_CLASS: a label class the model knows by another name (repeatable)."
+    ),
+    ignore_border: Optional[bool] = typer.Option(
+        None, "--ignore-border", help="Do not flag missing boxes touching the image border (objects cut off by the frame)."
+    ),
+    strict: Optional[bool] = typer.Option(
+        None, "--strict", help="Stop on images that are listed but absent or unreadable (default: audit the rest)."
+    ),
     config: Optional[Path] = typer.Option(None, help="Settings file overriding configs/audit.yaml."),
 ) -> None:
     """Rank labels by how likely they are wrong (class, missing, spurious, location); tag them in FiftyOne."""
-    from cvtriage.audit import audit_labels, summary_tables
+    from cvtriage.audit import audit_labels, group_summary, summary_tables
     from cvtriage.config import load_audit_config
     from cvtriage.database import connect_database
 
@@ -298,14 +309,22 @@ def audit_labels_command(
         config, weights=weights, dataset=dataset, split=split, top=top, out=None if out is None else str(out),
         conf=conf, iou=iou, imgsz=imgsz, batch=batch, device=device, evaluate_conf=evaluate_conf, match_iou=match_iou,
         location_min_iou=location_min_iou, missing_confidence=missing_confidence, min_score=min_score,
+        class_map=class_map or None, ignore_border=ignore_border, strict=strict,
     )
     report = audit_labels(data, settings, images_dir=images)
     for problem in report.problems[:20]:
         console.print(f"[yellow]warning:[/] {problem} (left out)", soft_wrap=True, highlight=False)
-    if len(report.problems) > 20:
-        console.print(f"[yellow]warning:[/] {len(report.problems) - 20} more images left out")
+    if report.problems:
+        console.print(f"[yellow]warning:[/] {len(report.problems)} image(s) left out, {report.audited_samples} audited "
+                      "(--strict stops instead)", soft_wrap=True, highlight=False)
     for table in summary_tables(report):
         console.print(table)
+    if settings.min_score is None:
+        console.print(f"Each kind is flagged from the lowest score at which errors planted in these labels (as if "
+                      f"{settings.assumed_error_rate:.0%} were wrong) are at least {settings.flag_precision:.0%} of the "
+                      "findings scoring as much; 'none': no score gets there with this model.", soft_wrap=True)
+    for line in group_summary(report):
+        console.print(line, soft_wrap=True, highlight=False)
     if report.labels_seen is not None:
         console.print(f"The model sees {report.labels_seen:.0%} of the labelled objects; a label it misses counts as "
                       "spurious only as far as it sees labels of that class and size elsewhere, and as its box looks like the "
@@ -313,7 +332,8 @@ def audit_labels_command(
         if report.labels_seen < 0.1:
             console.print("[yellow]warning:[/] the model sees almost none of the labels: this audit says little; "
                           "pass --weights trained on these classes (see cvtriage train)", soft_wrap=True)
-    console.print(f"FiftyOne dataset: {report.dataset_name} (saved views likely-mislabeled, audit-<kind>)", soft_wrap=True)
+    console.print(f"FiftyOne dataset: {report.dataset_name} (saved views likely-mislabeled, audit-<kind>"
+                  f"{', and one per group' if report.groups else ''})", soft_wrap=True)
     console.print(f"Report: {report.out_dir / 'audit.csv'}, audit.json, audit_scores.png", soft_wrap=True, highlight=False)
 
 
@@ -329,6 +349,7 @@ def synth_dataset_command(
     min_size: float = typer.Option(8.0, help="Smallest object, long side in pixels."),
     max_size: float = typer.Option(150.0, help="Largest object, long side in pixels."),
     workers: Optional[int] = typer.Option(None, help="Processes drawing images (default: one per CPU core)."),
+    ground: str = typer.Option("plain", help="plain, or street: kerbs, lane markings, drains, roof edges, shadows, parked cars."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it is not empty."),
 ) -> None:
     """Draw a YOLO dataset of aerial scenes (nadir and oblique) with exact boxes."""
@@ -337,7 +358,7 @@ def synth_dataset_command(
     with _ProgressBar("Drawing images") as progress:
         summary = generate_dataset(
             out, classes, images=images, imgsz=imgsz, seed=seed, val_fraction=val_fraction,
-            min_size=min_size, max_size=max_size, force=force, workers=workers, on_progress=progress,
+            min_size=min_size, max_size=max_size, force=force, workers=workers, on_progress=progress, ground=ground,
         )
     console.print(summary_table(summary))
     console.print(f"Dataset: {summary.yaml_path}")

@@ -164,11 +164,30 @@ class AuditConfig(StrictModel):
     match_iou: float = Field(0.5, gt=0, lt=1)
     location_min_iou: float = Field(0.1, gt=0, lt=1)
     missing_confidence: float = Field(0.95, gt=0, lt=1)
-    min_score: float = Field(0.5, ge=0, le=1)
+    min_score: float | None = Field(None, ge=0, le=1)
+    flag_precision: float = Field(0.5, gt=0, lt=1)
+    assumed_error_rate: float = Field(0.05, gt=0, le=0.5)
+    ignore_border: bool = False
     top: int | None = Field(None, ge=1)
     out: str | None = None
+    class_map: dict[str, str] = Field(default_factory=dict)
+    strict: bool = False
 
     _dataset_name = field_validator("dataset")(_check_dataset_name)
+
+    @field_validator("class_map", mode="before")
+    @classmethod
+    def _read_mapping(cls, value: Any) -> Any:
+        # The CLI passes ["human=person", ...]; YAML passes a mapping (or null for none).
+        if value is None:
+            return {}
+        if isinstance(value, (list, tuple)):
+            pairs = [str(item).split("=") for item in value]
+            bad = [item for item, pair in zip(value, pairs) if len(pair) != 2 or not all(part.strip() for part in pair)]
+            if bad:
+                raise ValueError(f"{bad[0]!r}: expected LABEL_CLASS=MODEL_CLASS, such as human=person")
+            return {label.strip(): model.strip() for label, model in pairs}
+        return value
 
     @model_validator(mode="after")
     def _location_below_match(self) -> "AuditConfig":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -284,10 +285,14 @@ def default_dataset_name(source: str | Path) -> str:
     return str(source)
 
 
-def load_into_fiftyone(source: str | Path, name: str | None = None, images_dir: Path | None = None) -> LoadedDataset:
+def load_into_fiftyone(
+    source: str | Path, name: str | None = None, images_dir: Path | None = None, strict: bool = False
+) -> LoadedDataset:
     """A persistent FiftyOne dataset holding `source`: a YOLO data.yaml or folder, a COCO JSON
     (images in `images_dir`, else an `images` folder or the JSON's folder), or the name of an
-    existing FiftyOne dataset. Re-loading the same files updates the samples (keyed by filepath)."""
+    existing FiftyOne dataset. Re-loading the same files updates the samples (keyed by filepath).
+    Images that are listed but absent or cannot be decoded are left out and returned as problems;
+    `strict`: stop with the first of them instead."""
     import fiftyone as fo
 
     path = Path(source)
@@ -307,6 +312,9 @@ def load_into_fiftyone(source: str | Path, name: str | None = None, images_dir: 
             dataset.default_classes = sorted(dataset.distinct(f"{GROUND_TRUTH}.detections.label"))
             dataset.save()
         return LoadedDataset(dataset, [])
+    if strict and problems:
+        more = f" (and {len(problems) - 1} more images)" if len(problems) > 1 else ""
+        raise CvtriageError(f"{problems[0]}{more}; --strict stops here (without it, the other images are audited)")
     if not samples:
         raise CvtriageError(f"{source}: no readable images")
 
@@ -385,18 +393,41 @@ def _coco_samples(json_path: Path, images_dir: Path | None):
     if not Path(images_dir).is_dir():
         raise CvtriageError(f"{images_dir}: images folder not found (give it with --images)")
     classes = [str(c["name"]) for c in sorted(content["categories"], key=lambda category: category["id"])]
-    try:
-        imported = fo.Dataset.from_dir(
-            dataset_type=fo.types.COCODetectionDataset,
-            data_path=str(images_dir),
-            labels_path=str(json_path),
-            label_types="detections",
-            label_field=GROUND_TRUTH,
-            progress=False,
+    # FiftyOne's importer stops at the first listed image it cannot find (a KeyError naming the
+    # file): find them all first, name them, and import a copy of the file without them.
+    listed = [str(image.get("file_name", "")) for image in content["images"] if isinstance(image, dict)]
+    absent = {name for name in listed if not (Path(images_dir) / name).is_file()}
+    problems = [DataProblem(json_path, f"lists {name}, which is not in {images_dir}") for name in sorted(absent)]
+    if listed and len(absent) == len(listed):
+        raise CvtriageError(
+            f"{json_path}: none of its {len(listed)} images is in {images_dir} (the first: {listed[0]}); "
+            "give the images folder with --images"
         )
-    except Exception as error:  # FiftyOne's importer raises KeyError/ValueError... for malformed entries
-        raise CvtriageError(f"{json_path}: cannot read this COCO file ({type(error).__name__}: {error})") from None
-    samples, problems = [], []
+    with tempfile.TemporaryDirectory(prefix="cvtriage-coco-") as temporary:
+        labels_path = json_path
+        if absent:
+            absent_ids = {image.get("id") for image in content["images"]
+                          if isinstance(image, dict) and str(image.get("file_name", "")) in absent}
+            present = {
+                **content,
+                "images": [i for i in content["images"] if not (isinstance(i, dict) and i.get("id") in absent_ids)],
+                "annotations": [a for a in content["annotations"]
+                                if not (isinstance(a, dict) and a.get("image_id") in absent_ids)],
+            }
+            labels_path = Path(temporary) / json_path.name
+            labels_path.write_text(json.dumps(present))
+        try:
+            imported = fo.Dataset.from_dir(
+                dataset_type=fo.types.COCODetectionDataset,
+                data_path=str(images_dir),
+                labels_path=str(labels_path),
+                label_types="detections",
+                label_field=GROUND_TRUTH,
+                progress=False,
+            )
+        except Exception as error:  # FiftyOne's importer raises KeyError/ValueError... for malformed entries
+            raise CvtriageError(f"{json_path}: cannot read this COCO file ({type(error).__name__}: {error})") from None
+    samples = []
     try:
         for sample in imported.iter_samples():
             image_path = Path(sample.filepath)

@@ -206,7 +206,7 @@ def _corrupt_box(kind, image, index, edit, relative, names, rng) -> InjectedErro
         new_class = rng.choice([other for other in range(len(names)) if other != int(class_id)])
         error.injected = " ".join([str(new_class), *coordinates])
     else:
-        moved = _moved_box(LabelBox.from_line(original).xyxy, [box for i, box in enumerate(edit.occupied()) if i != index], rng)
+        moved = moved_box(LabelBox.from_line(original).xyxy, [box for i, box in enumerate(edit.occupied()) if i != index], rng)
         if moved is None:
             return None
         box, iou = moved
@@ -215,7 +215,7 @@ def _corrupt_box(kind, image, index, edit, relative, names, rng) -> InjectedErro
     return error
 
 
-def _moved_box(original, others, rng):
+def moved_box(original, others, rng):
     """A shifted and/or resized copy of `original` inside the image, IoU with it in LOCATION_IOU."""
     x1, y1, x2, y2 = original
     w, h = x2 - x1, y2 - y1

@@ -81,13 +81,14 @@ def class_names(model) -> dict[int, str]:
     return {int(index): str(name) for index, name in model.names.items()}
 
 
-def resolve_classes(model, wanted: list[str] | None, source: str) -> list[int] | None:
-    """Class ids for the wanted names (case-insensitive); unknown names list what the model has."""
+def resolve_classes(model, wanted: list[str] | None, source: str, hint: str = "") -> list[int] | None:
+    """Class ids for the wanted names (case-insensitive); unknown names list what the model has,
+    then `hint` (what the user can do about it)."""
     if not wanted:
         return None
     by_name = {name.lower(): index for index, name in class_names(model).items()}
     missing = [name for name in wanted if name.lower() not in by_name]
     if missing:
         known = ", ".join(class_names(model).values())
-        raise CvtriageError(f"{source}: the model has no class {', '.join(repr(m) for m in missing)}; it has: {known}")
+        raise CvtriageError(f"{source}: the model has no class {', '.join(repr(m) for m in missing)}; it has: {known}{hint}")
     return [by_name[name.lower()] for name in wanted]

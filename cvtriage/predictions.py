@@ -41,16 +41,17 @@ def progress_bar() -> Progress:
 
 def predict_into(
     samples, model, class_ids: list[int] | None, options: PredictOptions, field: str = PREDICTIONS,
-    progress: Progress | None = None,
+    progress: Progress | None = None, names: dict[int, str] | None = None,
 ) -> list[DataProblem]:
     """Store the model's boxes for every sample in `field` (fo.Detections with confidence) and
-    each image's size in `metadata`; `class_ids`: the model's classes to keep (None: all).
+    each image's size in `metadata`; `class_ids`: the model's classes to keep (None: all);
+    `names`: the label to store for each class id (None: the model's own names).
     Returns the images that could not be decoded (their field is None).
     `progress`: a running display to add the bar to (else one is shown for this call)."""
     import cv2
     import fiftyone as fo
 
-    names = class_names(model)
+    names = names or class_names(model)
     ids, filepaths = samples.values(["id", "filepath"])
     problems: list[DataProblem] = []
     pending_detections, pending_metadata = {}, {}

@@ -139,7 +139,7 @@ def test_each_injected_error_ranks_first_in_its_kind(corrupted_dataset):
             assert np.allclose([x1, y1, x2 - x1, y2 - y1], detail)
     # The four errors are the four highest scores overall: correct labels score far below.
     assert {(f.kind, f.sample_id) for f in findings[:4]} == {(kind, expected[kind][0]) for kind in KINDS}
-    assert findings[3].score >= AuditConfig().min_score > findings[4].score
+    assert findings[3].score >= 0.5 > findings[4].score
 
 
 def _image(index: int, labels: list[tuple[str, list[float]]], predictions: list[tuple[str, list[float], float]]):
@@ -169,7 +169,7 @@ def test_an_unseen_label_is_suspicious_as_far_as_the_model_sees_its_kind_elsewhe
     # An unseen person is no more suspicious than the 20 persons the model misses elsewhere: all
     # rank together, below the car and below min_score.
     unseen_person = next(f for f in findings if (f.sample_id, f.label_class) == ("s30", "person"))
-    assert unseen_person.score < AuditConfig().min_score
+    assert unseen_person.score < 0.5
     assert sorted(f.sample_id for f in findings[1:] if f.score == unseen_person.score) == sorted(
         [f"s{i}" for i in range(30) if i % 3] + ["s30"]
     )
@@ -185,7 +185,7 @@ def test_a_faint_prediction_under_a_label_makes_it_far_less_suspicious_than_noth
     images.append(_image(20, [("car", car), ("car", other_car)], [("car", other_car, 0.15)]))
     spurious = {f.label_id: f.score for f in rank_findings(images, AuditConfig()) if f.kind == "spurious"}
     nothing, faint = spurious["l20-0"], spurious["l20-1"]
-    assert nothing > AuditConfig().min_score > faint
+    assert nothing > 0.5 > faint
     assert faint < nothing / 2
 
 
@@ -210,7 +210,7 @@ def test_image_contrast_weighs_spurious_and_location_findings(tmp_path):
         Finding("spurious", 0.5, "s1", str(tmp_path / "unreadable.jpg"), label_id="unread", label_box=on_ground),
         Finding("class", 0.7, "s0", image_path, label_id="class", label_box=on_object, pred_box=on_ground),
     ]
-    weighed = weigh_by_image_contrast(findings)
+    weighed = weigh_by_image_contrast(findings, {image_path: np.array([on_object, on_ground, half_off])})
     score = {f.label_id: f.score for f in weighed}
     assert weighed[0].label_id == "ground" and score["ground"] > 0.6 and score["object"] < 0.1
     assert score["label off"] == 0.6 and score["model off"] < 0.3

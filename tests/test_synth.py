@@ -186,3 +186,25 @@ def test_ground_strip_whose_last_stretch_is_narrower_than_a_seam():
     width = first_stretch + 5
     ground = _long_ground(32, width, np.random.default_rng(3), 1.0)
     assert ground.shape == (32, width, 3)
+
+
+def test_street_ground_paints_street_furniture_and_its_objects_are_where_their_boxes_say():
+    from dataclasses import replace
+
+    from cvtriage.synth.scene import make_ground, make_street_ground
+
+    for seed in range(6):
+        # The same ground underneath (same random numbers), with street furniture painted over it.
+        plain = make_ground(256, 256, np.random.default_rng(seed), 1.0)
+        street = make_street_ground(256, 256, np.random.default_rng(seed), 1.0)
+        assert (_difference(street, plain) > 20).mean() > 0.01
+    street_spec = replace(SPEC, imgsz=256, ground="street")
+    for index in range(6):
+        hidden, shown = render_image(street_spec, index, hide_objects=True), render_image(street_spec, index)
+        difference = _difference(shown.image, hidden.image)
+        assert len(hidden.boxes) == len(shown.boxes)
+        for _, x1, y1, x2, y2 in shown.boxes:
+            # Drawn where the box is (a thin antenna on a pale kerb may change few pixels, but some).
+            assert difference[y1:y2, x1:x2].max() > 12 and (difference[y1:y2, x1:x2] > 0).mean() > 0.1
+    with pytest.raises(CvtriageError, match="--ground dirt: choose from plain, street"):
+        generate_dataset("unused", images=2, ground="dirt")

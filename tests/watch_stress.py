@@ -54,9 +54,9 @@ def _watch_child(folder: str, scan, settings, once: bool, model_kind: str, log: 
         model = SquareDetector()
     else:
         model = None  # scan.weights
+    # Ctrl-C as for `cvtriage watch` in a shell (a forkserver's children may inherit it ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with open(log, "a") as handle:
-        import faulthandler, signal as sg
-        faulthandler.register(sg.SIGUSR1, file=handle)
         watch_folder(Path(folder), scan, settings, once=once, console=Console(file=handle, width=200), model=model)
 
 
@@ -204,18 +204,30 @@ def run_stress(folder: Path, out: Path, scan, settings, pairs: int, kills: int =
         done_kills += 1
         child = start()
     dropper.join()
+    deadline = time.monotonic() + 60  # up and watching (Ctrl-C during start-up is another story)
+    while time.monotonic() < deadline and _log_count(log, b"Watching ") < done_kills + 1:
+        time.sleep(0.02)
     os.kill(child.pid, signal.SIGINT)  # the normal way to stop a watcher
-    child.join(timeout=10)
+    child.join(timeout=60)
+    problems = [] if child.exitcode == 0 else [f"the watcher did not stop on Ctrl-C (exit code {child.exitcode})"]
     if child.exitcode is None:
-        os.kill(child.pid, signal.SIGUSR1); time.sleep(1)
+        os.kill(child.pid, signal.SIGKILL)
+        child.join()
     time.sleep(settings.pair_timeout)  # so the last lone half is old enough to be reported
     final = start(once=True)
     final.join(timeout=600)
     seconds = time.monotonic() - started
-    problems = [f"final pass exit code {final.exitcode} (see {log})"] if final.exitcode != 0 else []
+    problems += [f"final pass exit code {final.exitcode} (see {log})"] if final.exitcode != 0 else []
     problems += check(folder, out, settings, plan)
     rows = _pairs_csv(out)
     return StressResult(pairs, len(plan.deliveries), done_kills, seconds, len(rows), problems)
+
+
+def _log_count(log: str, words: bytes) -> int:
+    if not os.path.exists(log):
+        return 0
+    with open(log, "rb") as handle:
+        return handle.read().count(words)
 
 
 def _processed_since(log: str, mark: int) -> bool:

@@ -18,7 +18,13 @@ class Position:
     time: str | None = None  # the device's own clock, as ISO 8601 text
 
     def as_dict(self) -> dict:
-        return {key: value for key, value in asdict(self).items() if value is not None}
+        """The known values; degrees to 7 decimals (about 1 cm), the rest to 3 (interpolated values
+        would otherwise print float noise)."""
+        return {
+            key: round(value, 7 if key in ("latitude", "longitude") else 3) if isinstance(value, float) else value
+            for key, value in asdict(self).items()
+            if value is not None
+        }
 
     def geo_point(self) -> list[float]:
         """GeoJSON / FiftyOne order: [longitude, latitude]."""

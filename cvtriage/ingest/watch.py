@@ -25,6 +25,7 @@ import io
 import os
 import queue
 import shutil
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -274,8 +275,8 @@ class Watcher:
 
     # -- processing and reporting --------------------------------------------------------------
 
-    def process_ready(self) -> None:
-        while True:
+    def process_ready(self, stop: threading.Event) -> None:
+        while not stop.is_set():  # a stop request ends the work after the batch at hand
             pairs = self.ledger.ready(self.settings.batch_pairs)
             if not pairs:
                 return
@@ -354,8 +355,25 @@ class Watcher:
             return None
         return observer
 
+    @staticmethod
+    def _stop_on_signals(stop: threading.Event) -> dict:
+        """Ctrl-C or SIGTERM: finish the batch at hand, then stop; a second Ctrl-C stops at once.
+        (A KeyboardInterrupt raised inside a library call may be swallowed by it.) Only the main
+        thread can take signals; returns the handlers to restore."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def request(signum, frame) -> None:
+            if stop.is_set():
+                raise KeyboardInterrupt
+            stop.set()
+
+        return {number: signal.signal(number, request) for number in (signal.SIGINT, signal.SIGTERM)}
+
     def run(self, once: bool, stop: threading.Event | None = None) -> WatchSummary:
         started = time.monotonic()
+        stop = stop or threading.Event()
+        previous_handlers = self._stop_on_signals(stop)
         observer = None if once else self._observe()
         self.console.print(f"Watching {self.folder} -> {self.out}" + (" (once)" if once else " (Ctrl-C stops)"),
                            highlight=False, soft_wrap=True)  # fmt: skip
@@ -365,11 +383,11 @@ class Watcher:
             while True:
                 for name in self._settled():
                     self.record(name)
-                self.process_ready()
+                self.process_ready(stop)
                 self.report_lone_halves()
                 if once and not self.settling:
                     break
-                if stop is not None and stop.is_set():
+                if stop.is_set():
                     break
                 self._drain_events(self.settings.poll_seconds)
                 if not once and time.monotonic() - last_rescan >= self.settings.rescan_seconds:
@@ -378,6 +396,8 @@ class Watcher:
         except KeyboardInterrupt:
             pass  # a watcher's normal way to stop: what is done is recorded
         finally:
+            for number, handler in previous_handlers.items():
+                signal.signal(number, handler)
             if observer is not None:
                 observer.stop()
                 observer.join(timeout=5)
@@ -405,7 +425,7 @@ def watch_folder(
     model=None,
     stop: threading.Event | None = None,
 ) -> WatchSummary:
-    """Watch `folder` (until `stop` is set or Ctrl-C; with `once`, until what is there is done).
+    """Watch `folder` (until `stop` is set, Ctrl-C or SIGTERM; with `once`, until what is there is done).
 
     `model` is an already-loaded Ultralytics-compatible model; by default `scan.weights` is loaded.
     """

@@ -42,7 +42,9 @@ from cvtriage.synth.scene import (
     draw_bush,
     draw_debris,
     log_uniform,
+    draw_car,
     make_ground,
+    make_street_ground,
     pick,
     random_sun,
     relight,
@@ -55,6 +57,11 @@ OBLIQUE_SHARE = 0.4
 OBJECT_COUNTS, OBJECT_COUNT_WEIGHTS = np.arange(9), np.array([0.06, 0.14, 0.16, 0.16, 0.14, 0.12, 0.1, 0.07, 0.05])
 MIN_INSIDE = 0.6  # at least this much of an object lies inside the image
 OCCLUDED_SHARE, MAX_COVERED = 0.2, 0.55  # how often a bush or tree hides part of an object, and how much at most
+# Grounds: "plain" (grass, asphalt, roofs, gravel, dirt; what the demo model was trained on) or
+# "street" (the same with kerbs, lane markings, drains, roof edges, shadows and parked cars).
+GROUNDS = ("plain", "street")
+# Street scenes park this many more cars (long side in image px) as clutter.
+PARKED_CARS, PARKED_CAR_SIZE = (1, 6), (40, 160)
 
 
 def resolve_class_names(names: str | list[str] | tuple[str, ...]) -> list[str]:
@@ -171,6 +178,7 @@ class ImageSpec:
     seed: int = 0
     min_size: float = 8.0
     max_size: float = 150.0
+    ground: str = "plain"
 
 
 def render_image(spec: ImageSpec, index: int, hide_objects: bool = False) -> RenderedImage:
@@ -182,7 +190,8 @@ def render_image(spec: ImageSpec, index: int, hide_objects: bool = False) -> Ren
     camera = GroundCamera.oblique(size, rng) if view == "oblique" else GroundCamera.nadir(size)
     ground_w, ground_h = camera.ground_size
     sun, shadow_strength = random_sun(rng)
-    scene = Scene(make_ground(ground_h, ground_w, rng), sun, shadow_strength, hide_objects)
+    draw_ground = make_street_ground if spec.ground == "street" else make_ground
+    scene = Scene(draw_ground(ground_h, ground_w, rng), sun, shadow_strength, hide_objects)
     # Every thing is sized in image px (the range the user asked for), then converted to ground px.
     footprints: list[tuple[float, float, float]] = []  # image-space (u, v, radius) of placed things
 
@@ -207,6 +216,11 @@ def render_image(spec: ImageSpec, index: int, hide_objects: bool = False) -> Ren
         sprite = place(drawer(rng), log_uniform(rng, 6, 160) * relative, size * 0.1, drawer is not draw_debris, 0.0)
         if sprite is not None:
             scene.paint(sprite)
+    if spec.ground == "street":  # parked cars
+        for _ in range(int(rng.integers(*PARKED_CARS))):
+            sprite = place(draw_car(rng), log_uniform(rng, *PARKED_CAR_SIZE), size * 0.1, True, 0.0)
+            if sprite is not None:
+                scene.paint(sprite)
     for _ in range(int(rng.integers(0, 6))):  # look-alikes, at object sizes
         drawer = LOOKALIKE_DRAWERS[rng.integers(len(LOOKALIKE_DRAWERS))]
         sprite = place(drawer(rng), log_uniform(rng, spec.min_size, spec.max_size), 0.0, True, 0.0)
@@ -306,6 +320,7 @@ def generate_dataset(
     max_size: float = 150.0,
     force: bool = False,
     workers: int | None = None,
+    ground: str = "plain",
     on_progress: Callable[[int, int], None] | None = None,
 ) -> DatasetSummary:
     """Write a YOLO dataset to `out` (data.yaml, images/{train,val}, labels/{train,val}).
@@ -323,10 +338,12 @@ def generate_dataset(
         raise CvtriageError(f"--val-fraction {val_fraction}: must be between 0 and 1 (exclusive)")
     if not 4 <= min_size <= max_size <= imgsz / 2:
         raise CvtriageError(f"--min-size {min_size:g} / --max-size {max_size:g}: need 4 <= min <= max <= imgsz/2 ({imgsz / 2:g})")
+    if ground not in GROUNDS:
+        raise CvtriageError(f"--ground {ground}: choose from {', '.join(GROUNDS)}")
     check_output_folder(out, force)
 
     start = time.perf_counter()
-    spec = ImageSpec(tuple(class_names), imgsz, seed, float(min_size), float(max_size))
+    spec = ImageSpec(tuple(class_names), imgsz, seed, float(min_size), float(max_size), ground)
     val_count = min(images - 1, max(1, round(images * val_fraction)))
     val_indices = set(np.random.default_rng([seed, images]).permutation(images)[:val_count].tolist())
     splits = ["val" if index in val_indices else "train" for index in range(images)]

@@ -764,6 +764,81 @@ def make_ground(h: int, w: int, rng: np.random.Generator, detail: float | None =
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
+# Street ground: what real streets seen from a drone put under an empty box. Flat ground makes an
+# empty box look like its surroundings; on a street it may hold a lane marking, a kerb, a drain
+# cover, a roof edge or the edge of a shadow, all with as much contrast as a small object.
+PAINT_COLOURS: list[RGB] = [(232, 232, 226), (232, 232, 226), (228, 192, 48)]
+
+
+def make_street_ground(h: int, w: int, rng: np.random.Generator, detail: float | None = None) -> np.ndarray:
+    """`make_ground`, then street furniture painted on it (uint8 RGB): a kerb with its gutter and
+    lane markings along it, drain and manhole covers, a roof edge with the building's shadow, and
+    soft shadows of things out of view. Sizes scale with `detail` as the ground's texture does."""
+    detail = float(rng.uniform(0.6, 1.6)) if detail is None else detail
+    image = make_ground(h, w, rng, detail).astype(np.float32)
+    angle = rng.uniform(0, np.pi)
+    along, across = np.array([np.cos(angle), np.sin(angle)]), np.array([-np.sin(angle), np.cos(angle)])
+    centre = rng.uniform(0.25, 0.75, 2) * (w, h)
+    reach = 2 * max(h, w)
+
+    def line(offset: float, width: float, colour, dash: float = 0.0) -> None:
+        a = centre + across * offset
+        if dash <= 0:
+            cv2.line(image, tuple(np.int32(a - along * reach)), tuple(np.int32(a + along * reach)), colour, max(1, int(width)), cv2.LINE_AA)
+            return
+        for k in range(-int(reach / dash / 2), int(reach / dash / 2)):
+            start = a + along * k * dash * 2
+            cv2.line(image, tuple(np.int32(start)), tuple(np.int32(start + along * dash)), colour, max(1, int(width)), cv2.LINE_AA)
+
+    # The kerb: light kerb stones with joints, a dark gutter on the road side; markings along the road.
+    kerb = rng.uniform(4, 9) * detail
+    line(0, kerb, jitter((175, 175, 170), rng, 12))
+    for k in range(-int(reach / 30), int(reach / 30)):  # joints between kerb stones
+        joint = centre + along * k * rng.uniform(25, 35) * detail
+        cv2.line(image, tuple(np.int32(joint - across * kerb / 2)), tuple(np.int32(joint + across * kerb / 2)), (110, 110, 105), 1, cv2.LINE_AA)
+    line(kerb / 2 + 1.5 * detail, 2 * detail, (45, 45, 45))
+    for _ in range(int(rng.integers(1, 4))):
+        offset = rng.uniform(30, 220) * detail * rng.choice([-1, 1])
+        dash = 0.0 if rng.random() < 0.4 else rng.uniform(20, 60) * detail
+        line(offset, rng.uniform(2, 6) * detail, PAINT_COLOURS[rng.integers(len(PAINT_COLOURS))], dash)
+    # Drains along the gutter (slotted grates) and manhole covers anywhere (rings and a cross-hatch).
+    for _ in range(int(rng.integers(1, 5))):
+        size = rng.uniform(8, 30) * detail
+        if rng.random() < 0.5:
+            spot = centre + along * rng.uniform(-0.6, 0.6) * max(h, w) + across * (kerb / 2 + size * 0.6)
+            corners = np.array([spot + along * sx * size / 2 + across * sy * size * 0.35 for sx, sy in ((-1, -1), (1, -1), (1, 1), (-1, 1))])
+            cv2.fillPoly(image, [np.int32(corners)], (38, 38, 40), cv2.LINE_AA)
+            for t in np.linspace(-0.4, 0.4, 6):
+                slot = spot + along * t * size
+                cv2.line(image, tuple(np.int32(slot - across * size * 0.25)), tuple(np.int32(slot + across * size * 0.25)), (95, 95, 95), 1, cv2.LINE_AA)
+        else:
+            spot, metal = rng.uniform(0, 1, 2) * (w, h), jitter((85, 82, 78), rng, 10)
+            cv2.circle(image, tuple(np.int32(spot)), int(size / 2), metal, -1, cv2.LINE_AA)
+            cv2.circle(image, tuple(np.int32(spot)), int(size / 2), shade(metal, 0.6), max(1, int(size / 12)), cv2.LINE_AA)
+            for t in np.linspace(-0.3, 0.3, 4):
+                cv2.line(image, tuple(np.int32(spot + (t * size, -size * 0.3))), tuple(np.int32(spot + (t * size, size * 0.3))), shade(metal, 0.75), 1, cv2.LINE_AA)
+    # A roof edge: a building's roof on one side of a straight edge, its shadow on the ground beside it.
+    if rng.random() < 0.5:
+        roof_angle = rng.uniform(0, np.pi)
+        u = _stripe_coordinate(h, w, roof_angle)
+        edge = rng.uniform(u.min(), u.max())
+        roof = ground_roof(h, w, rng, detail)
+        inside = (u < edge)[..., None]
+        image = np.where(inside, roof, image)
+        shadow_width = rng.uniform(10, 60) * detail
+        in_shadow = ((u >= edge) & (u < edge + shadow_width))[..., None]
+        image = np.where(in_shadow, image * rng.uniform(0.45, 0.65), image)
+        image[np.abs(u - edge) < 1.5] *= 0.6  # the parapet's dark rim
+    # Soft shadows of trees and buildings out of the picture.
+    for _ in range(int(rng.integers(0, 3))):
+        blob = blob_points(rng, *rng.uniform(0, 1, 2) * (w, h), rng.uniform(30, 120) * detail, 0.35, 16)
+        mask = np.zeros((h, w), np.float32)
+        cv2.fillPoly(mask, [np.int32(blob)], 1.0, cv2.LINE_AA)
+        mask = cv2.GaussianBlur(mask, (0, 0), rng.uniform(2, 6))
+        image *= (1 - rng.uniform(0.3, 0.55) * mask)[..., None]
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
 # ----------------------------------------------------------------------------------------------
 # Camera effects (applied to a finished RGB image)
 
