@@ -261,6 +261,7 @@ def main() -> None:
                 out=str(BENCH_DIR / "train"), name=name,
             )  # fmt: skip
             settings.optimizer, settings.lr0, settings.warmup_epochs, settings.patience = "AdamW", 0.001, 0.0, 0
+            shutil.rmtree(BENCH_DIR / "train" / name, ignore_errors=True)  # a run folder of an earlier run
             trained = train(data, settings, console=console).best_weights
             recall, event_precision = test_scores(trained, name)
             rows.append((budget, order_name, boxes / max(budget, 1), precision, completeness, frames, recall, event_precision))
