@@ -63,7 +63,7 @@ TARGET_SHARE = 0.9
 
 
 def ground_suffix(ground: str) -> str:
-    """Folder and dataset names: the plain ground keeps the names it had before street ground existed."""
+    """Folder names: the plain ground keeps the names it had before street ground existed (cached data)."""
     return "" if ground == "plain" else f"-{ground}"
 
 
@@ -236,7 +236,7 @@ def main() -> None:
     noisy = args.work / f"noisy-{args.images}-{args.imgsz}-seed{args.seed}-rate{args.rate}{ground_suffix(args.ground)}"
     import fiftyone as fo
 
-    name = f"cvtriage-bench-audit-quality{ground_suffix(args.ground)}"
+    name = f"cvtriage-bench-audit-quality-seed{args.seed}{ground_suffix(args.ground)}"
     if not args.reuse_predictions:
         shutil.rmtree(noisy, ignore_errors=True)
         inject_errors(clean, noisy, rate=args.rate, splits=("train", "val"), seed=args.seed)

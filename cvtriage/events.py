@@ -190,6 +190,8 @@ class _TrackRecord:
     class_id: int
     first_frame: int
     last_frame: int
+    first_time_s: float
+    last_time_s: float
     frames_seen: int
     peak_confidence: float
     best_frame: int
@@ -199,12 +201,15 @@ class _TrackRecord:
 
 
 class EventTracker:
-    """Feeds inferred frames, in frame order, to ByteTrack and collects one record per track."""
+    """Feeds inferred frames, in frame order, to ByteTrack and collects one record per track.
+
+    Event times are the frames' own times (the container's timestamps); `fps`, the average rate,
+    only turns the settings given in seconds into frames for ByteTrack.
+    """
 
     def __init__(self, fps: float, class_names: dict[int, str], settings: ScanConfig):
         from ultralytics.utils import IterableSimpleNamespace
 
-        self.fps = fps
         self.class_names = class_names
         self.min_event_frames = settings.min_event_frames
         self.conf = settings.conf
@@ -246,12 +251,12 @@ class EventTracker:
         record = self.tracks.get(track_id)
         if record is None:
             self.tracks[track_id] = _TrackRecord(
-                int(frame.class_ids[index]), frame.frame_index, frame.frame_index, 1, score, frame.frame_index, box,
-                [(frame.frame_index, *box, score)], confirmed,
+                int(frame.class_ids[index]), frame.frame_index, frame.frame_index, frame.time_s, frame.time_s, 1,
+                score, frame.frame_index, box, [(frame.frame_index, *box, score)], confirmed,
             )  # fmt: skip
             return
         record.boxes.append((frame.frame_index, *box, score))
-        record.last_frame = frame.frame_index
+        record.last_frame, record.last_time_s = frame.frame_index, frame.time_s
         record.frames_seen += 1
         record.confirmed |= confirmed
         if score > record.peak_confidence:
@@ -278,8 +283,8 @@ class EventTracker:
                 class_name=self.class_names.get(record.class_id, str(record.class_id)),
                 first_frame=record.first_frame,
                 last_frame=record.last_frame,
-                first_time_s=record.first_frame / self.fps,
-                last_time_s=record.last_frame / self.fps,
+                first_time_s=record.first_time_s,
+                last_time_s=record.last_time_s,
                 peak_confidence=record.peak_confidence,
                 best_frame=record.best_frame,
                 best_box_xyxy=record.best_box,

@@ -13,7 +13,7 @@ import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -76,7 +76,7 @@ def write_scan_outputs(
     events: list[Event],
     detections: list[FrameDetections],
     class_names: dict[int, str],
-    keyframes: dict[int, np.ndarray],
+    keyframes: Mapping[int, np.ndarray],
     stats: dict,
     store_in_fiftyone: bool = True,
 ) -> dict[str, Path]:
@@ -328,8 +328,7 @@ def write_timeline(
         ax.plot(best_times, [row] * len(best_times), linestyle="none", marker="|", markersize=11, color="black")
     undecodable = {"facecolor": "0.8", "edgecolor": "0.5", "hatch": "//", "linewidth": 0}
     for first, last in bad_ranges:
-        fps = video.fps or 1.0
-        ax.axvspan(first / fps, (last + 1) / fps, **undecodable)
+        ax.axvspan(video.time_of(first), video.time_of(last + 1), **undecodable)
     if bad_ranges:
         ax.legend(handles=[Patch(**undecodable, label="undecodable frames")], loc="upper right", fontsize=8)
 
@@ -363,7 +362,7 @@ def clock(seconds: float, long: bool = False) -> str:
 
 def _best_time_s(event: Event, video: VideoInfo, detections_by_frame: dict[int, FrameDetections]) -> float:
     frame = detections_by_frame.get(event.best_frame)
-    return frame.time_s if frame is not None else event.best_frame / (video.fps or 1.0)
+    return frame.time_s if frame is not None else video.time_of(event.best_frame)
 
 
 def _slug(name: str) -> str:
@@ -443,13 +442,13 @@ def _write_keyframes(
     events: list[Event],
     detections_by_frame: dict[int, FrameDetections],
     class_names: dict[int, str],
-    keyframes: dict[int, np.ndarray],
+    keyframes: Mapping[int, np.ndarray],
     quality: int,
 ) -> dict[int, str]:
     """Drawn and clean JPEGs of each event's best frame; returns each event's file name."""
     (folder / CLEAN_KEYFRAMES_DIR).mkdir(parents=True)
     names = {}
-    for event in events:
+    for event in sorted(events, key=lambda e: e.best_frame):  # a lazy source reads them in one pass
         name = _keyframe_name(event, _best_time_s(event, video, detections_by_frame))
         image = keyframes[event.event_id]
         frame = detections_by_frame.get(event.best_frame)

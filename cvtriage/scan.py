@@ -14,11 +14,11 @@ written only at the end; then the log is marked complete and a later run starts 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,10 +31,12 @@ from cvtriage.config import ScanConfig
 from cvtriage.detect import Detector, FrameDetections
 from cvtriage.errors import CvtriageError
 from cvtriage.events import MAX_PROBE_SPACING, Event, EventTracker, refine_gap
-from cvtriage.frames import BadRange, FrameSource, PrefetchedFrames, VideoInfo, probe_source, sample_step
+from cvtriage.frames import BadRange, FrameReader, FrameSource, PrefetchedFrames, VideoInfo, probe_source, sample_step
 from cvtriage.model import class_names, describe_device, inference_batch, load_model, resolve_classes, resolve_device
 
-LOG_VERSION = 2  # 2: frames hold detections down to detect.WEAK_CONF_SHARE x conf
+# 2: frames hold detections down to detect.WEAK_CONF_SHARE x conf; 3: time_s is the container's
+# presentation time (a log of index / fps times would mix two clocks in one result)
+LOG_VERSION = 3
 # The settings that change which frames are inferred or what the model finds in them: a log
 # written under other values cannot be resumed. (Tracking settings only replay the log.)
 DETECTION_SETTINGS = {
@@ -53,7 +55,7 @@ class ScanResult:
     events: list[Event]
     detections: list[FrameDetections]  # every inferred frame, in frame order, at the scan's conf
     class_names: dict[int, str]
-    keyframes: dict[int, np.ndarray]  # event_id -> BGR image of its best frame
+    keyframes: Mapping[int, np.ndarray]  # event_id -> BGR image of its best frame
     stats: dict
     out_dir: Path
     outputs: dict[str, Path] = field(default_factory=dict)
@@ -314,7 +316,7 @@ class _Scan:
                 if final is not None:
                     self._take_sample(final)
             self._track_until(last)
-            self.video = dataclasses.replace(self.video, frame_count=decoded, duration_s=decoded / self.video.fps)
+            self.video = self.video.with_frame_count(decoded)
             progress.update(task, total=decoded)
             show()
         if not self.log.frames:
@@ -344,24 +346,43 @@ class _Scan:
             "cpu_time_s": round(time.process_time() - self.cpu_started, 3),  # every thread of this process
         }
         return ScanResult(
-            self.video, events, detections, self.class_names, read_keyframes(self.source, events),
+            self.video, events, detections, self.class_names, Keyframes(self.source, events),
             stats, results_dir(self.settings, self.video.path),
         )  # fmt: skip
 
 
-def read_keyframes(source: FrameSource, events: list[Event]) -> dict[int, np.ndarray]:
-    """Each event's best frame, read from the source by frame index (in index order: one pass)."""
-    reader = source.reader()
-    images: dict[int, np.ndarray] = {}
-    try:
-        for event in sorted(events, key=lambda e: e.best_frame):
-            image = reader.read(event.best_frame)
-            if image is None:
-                raise CvtriageError(f"{source.info.path}: frame {event.best_frame} could not be read again")
-            images[event.event_id] = image
-    finally:
-        reader.close()
-    return images
+class Keyframes(Mapping[int, np.ndarray]):
+    """Each event's best frame (event id -> BGR image), read from the source when asked for, so a
+    long flight's keyframes are never all in memory at once (156 events of a 10-minute 1080p
+    flyover held 925 MB). Asked for in frame order, they are read in one forward pass."""
+
+    def __init__(self, source: FrameSource, events: list[Event]):
+        self._source = source
+        self._best_frames = {event.event_id: event.best_frame for event in events}
+        self._reader: FrameReader | None = None
+
+    def __getitem__(self, event_id: int) -> np.ndarray:
+        index = self._best_frames[event_id]
+        if self._reader is None:
+            self._reader = self._source.reader()
+        image = self._reader.read(index)
+        if image is None:
+            raise CvtriageError(f"{self._source.info.path}: frame {index} could not be read again")
+        return image
+
+    def __contains__(self, event_id: object) -> bool:  # without reading the frame
+        return event_id in self._best_frames
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._best_frames)
+
+    def __len__(self) -> int:
+        return len(self._best_frames)
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
 
 def scan_source(
@@ -389,10 +410,13 @@ def run_scan(
     for warning in source_positions(probe_source(Path(source))).warnings:
         console.print(f"cvtriage: warning: {warning}", style="yellow", soft_wrap=True, markup=False, highlight=False)
     result = scan_source(source, settings, console, show_progress, model)
-    result.outputs = write_scan_outputs(
-        result.out_dir, result.video, settings, result.events, result.detections,
-        result.class_names, result.keyframes, result.stats,
-    )  # fmt: skip
+    try:
+        result.outputs = write_scan_outputs(
+            result.out_dir, result.video, settings, result.events, result.detections,
+            result.class_names, result.keyframes, result.stats,
+        )  # fmt: skip
+    finally:
+        result.keyframes.close()
     DetectionLog.mark_complete(log_path(settings, source))
     return result
 

@@ -59,6 +59,39 @@ def write_square_video(
     return path
 
 
+def vfr_times_ms(frames: int, seed: int = 0) -> list[int]:
+    """Presentation times of a variable-frame-rate video: about 60 fps for the first half, about
+    10 fps after, with jitter (as a phone that drops its rate in low light)."""
+    rng = np.random.default_rng(seed)
+    durations = np.where(np.arange(frames) < frames // 2, rng.integers(14, 20, frames), rng.integers(80, 120, frames))
+    return np.concatenate([[0], np.cumsum(durations[:-1])]).tolist()
+
+
+def write_h264_square_video(
+    path: Path, squares: list[Square], times_ms: list[int], options: dict[str, str] | None = None,
+    width: int = 320, height: int = 192,
+) -> Path:
+    """The squares as h264 in mp4 (libx264 through PyAV), frame i shown at times_ms[i]: irregular
+    times make a variable-frame-rate video. `options` go to the encoder ({"bf": "3", "g": "120"}:
+    B-frames and long GOPs)."""
+    from fractions import Fraction
+
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        stream.options = options or {}
+        for frame_index, time_ms in enumerate(times_ms):
+            frame = av.VideoFrame.from_ndarray(render(squares, frame_index, width, height), format="bgr24")
+            frame.pts, frame.time_base = time_ms, Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
 def write_truncated_avi(path: Path, frames: int = 30) -> Path:
     """A video cut in half: MJPG in AVI streams without its index, so the cut file still opens
     (an mp4 keeps its index at the end and would not open at all)."""

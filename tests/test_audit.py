@@ -210,7 +210,7 @@ def test_image_contrast_weighs_spurious_and_location_findings(tmp_path):
         Finding("spurious", 0.5, "s1", str(tmp_path / "unreadable.jpg"), label_id="unread", label_box=on_ground),
         Finding("class", 0.7, "s0", image_path, label_id="class", label_box=on_object, pred_box=on_ground),
     ]
-    weighed = weigh_by_image_contrast(findings, {image_path: np.array([on_object, on_ground, half_off])})
+    weighed = weigh_by_image_contrast(findings)
     score = {f.label_id: f.score for f in weighed}
     assert weighed[0].label_id == "ground" and score["ground"] > 0.6 and score["object"] < 0.1
     assert score["label off"] == 0.6 and score["model off"] < 0.3

@@ -1,5 +1,6 @@
 """Scan: end to end on videos whose right answer is known, resume, and the CLI's bad-input lines."""
 
+import csv
 import json
 import os
 import signal
@@ -17,10 +18,13 @@ from cvtriage.config import load_scan_config
 from cvtriage.errors import CvtriageError
 from cvtriage.events import EventSpan, match_spans
 from cvtriage.model import inference_batch
+from cvtriage.outputs import format_timecode
 from cvtriage.paths import DEMO_WEIGHTS
 from cvtriage.scan import log_path, run_scan, scan_source
 from cvtriage.synth.video import FlyoverSpec, generate_video, truth_path_for
-from square_video import Square, SquareDetector, render, write_square_video, write_truncated_avi
+from square_video import (
+    Square, SquareDetector, render, vfr_times_ms, write_h264_square_video, write_square_video, write_truncated_avi,
+)
 
 TESTS = Path(__file__).resolve().parent
 SQUARES = [
@@ -37,12 +41,21 @@ def video(tmp_path_factory) -> Path:
     return write_square_video(tmp_path_factory.mktemp("scan") / "squares.mp4", SQUARES, frames=150)
 
 
+@pytest.fixture(scope="module")
+def vfr_video(tmp_path_factory) -> Path:
+    """The same squares at a variable frame rate (about 60 fps, then about 10), h264 with B-frames."""
+    return write_h264_square_video(tmp_path_factory.mktemp("vfr") / "vfr.mp4", SQUARES, vfr_times_ms(150), {"bf": "3", "g": "60"})
+
+
 def settings_for(tmp_path: Path, **overrides):
     return load_scan_config(**{"out": str(tmp_path / "runs"), "device": "cpu", "dataset": None, "fps": 2.0, **overrides})
 
 
 def outcome(result):
-    return [(e.event_id, e.class_id, e.first_frame, e.last_frame, e.best_frame, e.frames_seen) for e in result.events]
+    return [
+        (e.event_id, e.class_id, e.first_frame, e.last_frame, e.first_time_s, e.last_time_s, e.best_frame, e.frames_seen)
+        for e in result.events
+    ]
 
 
 def test_events_start_and_end_at_the_right_frame_while_inferring_a_fraction(video, tmp_path):
@@ -53,6 +66,26 @@ def test_events_start_and_end_at_the_right_frame_while_inferring_a_fraction(vide
     assert set(result.keyframes) == {e.event_id for e in result.events}
     for event in result.events:
         assert result.keyframes[event.event_id].shape == (192, 320, 3)
+
+
+def test_variable_frame_rate_times_are_the_containers_in_events_and_detections(vfr_video, tmp_path):
+    times = [ms / 1000 for ms in vfr_times_ms(150)]  # frame 100 is at about 3.8 s, not 100 / 17 fps = 5.9 s
+
+    def one_frame(index: int) -> float:  # the frame's duration on either side of it
+        return max(times[min(index + 1, 149)] - times[index], times[index] - times[max(index - 1, 0)])
+
+    result = run_scan(vfr_video, settings_for(tmp_path), show_progress=False, model=SquareDetector())
+    found = sorted((e.class_id, e.first_time_s, e.last_time_s) for e in result.events)
+    assert len(found) == len(TRUTH)
+    for (class_id, first_s, last_s), (truth_class, first, last) in zip(found, TRUTH):
+        assert class_id == truth_class
+        assert abs(first_s - times[first]) <= one_frame(first) and abs(last_s - times[last]) <= one_frame(last)
+    for record in json.loads((result.out_dir / "events.json").read_text())["events"]:
+        assert record["first_timecode"] == format_timecode(times[record["first_frame"]])
+        assert record["best_time_s"] == round(times[record["best_frame"]], 3)
+    with (result.out_dir / "detections.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows and all(float(row["time_s"]) == round(times[int(row["frame"])], 3) for row in rows)
 
 
 def test_without_refinement_only_sampled_frames_are_inferred(video, tmp_path):
@@ -86,8 +119,9 @@ class InterruptingDetector(SquareDetector):
         return super().predict(images, **kwargs)
 
 
-@pytest.mark.parametrize("calls", [2, 7])  # the first call is the warm-up
-def test_interrupted_scan_resumes_to_the_same_result(video, tmp_path, calls):
+@pytest.mark.parametrize("calls, clip", [(2, "video"), (7, "video"), (5, "vfr_video")])  # call 1: the warm-up
+def test_interrupted_scan_resumes_to_the_same_result(request, tmp_path, calls, clip):
+    video = request.getfixturevalue(clip)
     settings = settings_for(tmp_path, batch=4)
     reference = scan_source(video, settings_for(tmp_path / "reference", batch=4), show_progress=False, model=SquareDetector())
     with pytest.raises(CvtriageError, match="interrupted; run the same command again to resume"):
@@ -122,7 +156,7 @@ class Slow(SquareDetector):
 
 settings = load_scan_config(out={out!r}, device="cpu", dataset=None, fps=2.0, batch=2)
 result = scan_source({video!r}, settings, show_progress=False, model=Slow())
-print([(e.class_id, e.first_frame, e.last_frame, e.best_frame, e.frames_seen) for e in result.events])
+print([(e.class_id, e.first_frame, e.last_frame, e.first_time_s, e.last_time_s, e.best_frame, e.frames_seen) for e in result.events])
 """
 
 
@@ -146,7 +180,10 @@ def test_scan_killed_with_sigkill_resumes_to_the_same_result(video, tmp_path):
         env=env, capture_output=True, text=True, check=True,
     )  # fmt: skip
     reference = scan_source(video, settings_for(tmp_path / "reference", batch=2), show_progress=False, model=SquareDetector())
-    expected = [(e.class_id, e.first_frame, e.last_frame, e.best_frame, e.frames_seen) for e in reference.events]
+    expected = [
+        (e.class_id, e.first_frame, e.last_frame, e.first_time_s, e.last_time_s, e.best_frame, e.frames_seen)
+        for e in reference.events
+    ]
     assert resumed.stdout.strip().splitlines()[-1] == str(expected)
 
 

@@ -150,6 +150,24 @@ def test_flyover_truth_matches_the_frames():
     assert checked >= 4
 
 
+def test_flight_longer_than_its_world_flies_laps_and_its_truth_matches_every_pass():
+    # 90 s at 320x180 needs a world about 3,600 px wide: over a 1,200 px world it flies three laps.
+    spec = FlyoverSpec(seconds=90, fps=2, width=320, height=180, seed=4)
+    flyover = build_flyover(spec, max_world_width=1200)
+    background = build_flyover(spec, hide_objects=True, max_world_width=1200)
+    world_width = flyover.world.shape[1]
+    assert world_width == 1200 and flyover.centre_x[-1] > 2 * world_width
+    passes = [obj for obj in flyover.objects if any(flyover.box_in_frame(obj, f) is not None for f in range(flyover.frame_count))]
+    later = [obj for obj in passes if obj.box[0] >= world_width]  # seen again on a later lap
+    assert later and len({obj.id for obj in passes}) == len(passes)
+    for obj in passes:
+        visible = [frame for frame in range(flyover.frame_count) if flyover.box_in_frame(obj, frame) is not None]
+        assert visible == list(range(visible[0], visible[-1] + 1))  # one interval per pass
+        for frame in visible[:: max(1, len(visible) // 3)]:
+            difference = _difference(flyover.render(frame), background.render(frame))
+            _assert_box_on_object(difference, flyover.box_in_frame(obj, frame))
+
+
 def test_video_file_and_truth_are_deterministic(tmp_path):
     first = generate_video(tmp_path / "a.mp4", _flyover(7))
     generate_video(tmp_path / "b.mp4", _flyover(7))

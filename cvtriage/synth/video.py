@@ -7,6 +7,12 @@ always covers vertically, so each object enters once and leaves once: one object
 interval, one event to find. Objects are kept well apart, never covered by anything, and about
 16-120 px on the long side at 1280x720 (sizes and speeds scale with the frame height).
 
+A flight longer than a world OpenCV can warp (MAX_WORLD_WIDTH px wide: about 216 s at 720p,
+140 s at 1080p) flies laps over a world whose ends join (along a blended seam, as its stretches
+of ground do): it passes the same objects again, and each pass is one object of the truth (ids
+count on across laps; the last pass may end with objects still in view). Memory stays that of
+one world whatever the flight's length.
+
 Ground truth sidecar (`OUT.truth.json` next to `OUT.mp4`), schema "cvtriage-synth-flyover/1":
 
     {
@@ -44,12 +50,16 @@ SCHEMA = "cvtriage-synth-flyover/1"
 VISIBLE_SHARE = 0.5
 # At 720 px frame height (everything scales with height / 720):
 OBJECT_SIZES = (20.0, 100.0)  # world px; zoom 0.85..1.2 makes them about 17..120 px on screen
+CLUTTER_SIZES = (8.0, 140.0)  # world px: rocks, bushes, cars, debris
 ZOOM_MID, ZOOM_SWING, ZOOM_PERIOD_S = 1.025, 0.175, 25.0
 SPEED = 140.0  # world px per second, +-30%
 SWAY, SWAY_PERIOD_S = 60.0, 17.0  # sideways drift
 # Objects in a flyover when not given: about one every 5 s of a 60 s flight.
 DEFAULT_OBJECTS = 12
 MIN_GAP = 300.0  # world px between object centres, so nearby objects are never one event
+# OpenCV's warpAffine takes images up to 32,767 px a side; a world this wide is the longest strip
+# one flight paints, and a longer flight flies laps over it.
+MAX_WORLD_WIDTH = 32000
 
 
 @dataclass
@@ -84,8 +94,9 @@ class Flyover:
         """Frame `frame` (BGR uint8)."""
         z = self.zoom[frame]
         ox, oy = self.origin(frame)
+        ox %= self.world.shape[1]  # on a later lap; BORDER_WRAP joins the world's ends
         matrix = np.array([[z, 0, -ox * z], [0, z, -oy * z]], np.float64)
-        return cv2.warpAffine(self.world, matrix, (self.width, self.height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        return cv2.warpAffine(self.world, matrix, (self.width, self.height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
 
     def box_in_frame(self, obj: WorldObject, frame: int) -> tuple[float, float, float, float] | None:
         """The object's box in the frame (clipped), or None when less than half of it is inside."""
@@ -120,8 +131,9 @@ class FlyoverSpec:
             raise CvtriageError(f"--objects {self.objects}: must be 0 or more")
 
 
-def build_flyover(spec: FlyoverSpec, hide_objects: bool = False) -> Flyover:
-    """Paint the world and plan the camera. hide_objects paints the same world without the objects."""
+def build_flyover(spec: FlyoverSpec, hide_objects: bool = False, max_world_width: int = MAX_WORLD_WIDTH) -> Flyover:
+    """Paint the world and plan the camera. hide_objects paints the same world without the objects.
+    A flight that needs a world wider than `max_world_width` flies laps over one that wide."""
     seconds, fps, width, height, objects, names = spec.seconds, spec.fps, spec.width, spec.height, spec.objects, spec.names
     rng = np.random.default_rng([spec.seed, 0xF1])
     k = height / 720
@@ -132,7 +144,10 @@ def build_flyover(spec: FlyoverSpec, hide_objects: bool = False) -> Flyover:
     view_w, view_h = width / (ZOOM_MID - ZOOM_SWING), height / (ZOOM_MID - ZOOM_SWING)
     margin = 64 * k
     centre_x = view_w / 2 + margin + np.concatenate([[0.0], np.cumsum(speed[:-1] / fps)])
-    world_w = int(np.ceil(centre_x[-1] + view_w / 2 + margin))
+    world_w = min(int(np.ceil(centre_x[-1] + view_w / 2 + margin)), max_world_width)
+    laps = int(np.ceil((centre_x[-1] + view_w / 2) / world_w))
+    # Nothing is painted where it would be cut by the seam joining a lapped world's ends.
+    seam_clear = 2 * CLUTTER_SIZES[1] * k if laps > 1 else 0.0
     world_h = int(np.ceil(view_h + 2 * SWAY * k + 2 * margin))
     centre_y = world_h / 2 + SWAY * k * np.sin(2 * np.pi * t / SWAY_PERIOD_S + rng.uniform(0, 2 * np.pi))
 
@@ -142,6 +157,8 @@ def build_flyover(spec: FlyoverSpec, hide_objects: bool = False) -> Flyover:
     band = height / 2 / (ZOOM_MID + ZOOM_SWING) - SWAY * k - OBJECT_SIZES[1] * k / 2 - 4 * k
     gap = MIN_GAP * k
     first_x, last_x = centre_x[0] + view_w / 2 + OBJECT_SIZES[1] * k, centre_x[-1] - view_w / 2 - OBJECT_SIZES[1] * k
+    if laps > 1:  # one lap's objects; the next lap's first one comes more than `gap` after its last
+        last_x = world_w - seam_clear
     if objects is None:
         span = last_x - first_x if last_x - first_x >= gap else centre_x[-1] - centre_x[0]
         objects = min(DEFAULT_OBJECTS, int(span // gap) + 1)
@@ -159,17 +176,17 @@ def build_flyover(spec: FlyoverSpec, hide_objects: bool = False) -> Flyover:
     ys = world_h / 2 + rng.uniform(-band, band, objects)
 
     sun, shadow_strength = random_sun(rng)
-    scene = Scene(_long_ground(world_h, world_w, rng, k), sun, shadow_strength, hide_objects)
+    scene = Scene(_long_ground(world_h, world_w, rng, k, wraps=laps > 1), sun, shadow_strength, hide_objects)
     keep_clear = [(x, y, OBJECT_SIZES[1] * k) for x, y in zip(xs, ys)]
 
     def clear_of_objects(x: float, y: float, size: float) -> bool:
         return all(np.hypot(x - ox, y - oy) > (size + clear) * 0.75 for ox, oy, clear in keep_clear)
 
-    for count, drawers, size_range in ((int(world_w / (150 * k)), CLUTTER_DRAWERS, (8.0, 140.0)), (int(world_w / (900 * k)), None, OBJECT_SIZES)):
+    for count, drawers, size_range in ((int(world_w / (150 * k)), CLUTTER_DRAWERS, CLUTTER_SIZES), (int(world_w / (900 * k)), None, OBJECT_SIZES)):
         for _ in range(count):
             drawer = pick(rng, drawers) if drawers else LOOKALIKE_DRAWERS[rng.integers(len(LOOKALIKE_DRAWERS))]
             size = log_uniform(rng, *size_range) * k
-            x, y = rng.uniform(0, world_w), rng.uniform(0, world_h)
+            x, y = rng.uniform(seam_clear, world_w - seam_clear), rng.uniform(0, world_h)
             drawing = drawer(rng)
             if clear_of_objects(x, y, size):
                 scene.paint(scene.sprite(drawing, (x, y), size, rng.uniform(0, 2 * np.pi)))
@@ -182,21 +199,29 @@ def build_flyover(spec: FlyoverSpec, hide_objects: bool = False) -> Flyover:
         box = sprite.patch.box()
         if box is not None:
             placed.append(WorldObject(index, class_id, tuple(float(v) for v in box)))
+    # Each lap passes the same objects again, a world's width further along the flight.
+    passes = [
+        WorldObject(lap * len(xs) + obj.id, obj.class_id, (obj.box[0] + lap * world_w, obj.box[1], obj.box[2] + lap * world_w, obj.box[3]))
+        for lap in range(laps)
+        for obj in placed
+    ]
     # The lens's softness; it also spares mp4v (whose bit rate OpenCV cannot set) pixel-level grain
     # that would triple the file's size.
     world = cv2.GaussianBlur(cv2.cvtColor(relight(scene.canvas, rng), cv2.COLOR_RGB2BGR), (0, 0), 0.6)
-    return Flyover(world, placed, centre_x, centre_y, zoom, width, height, fps)
+    return Flyover(world, passes, centre_x, centre_y, zoom, width, height, fps)
 
 
-def _long_ground(height: int, width: int, rng: np.random.Generator, k: float) -> np.ndarray:
-    """Ground for a long strip: stretches of different surfaces blended into each other."""
-    world = np.empty((height, width, 3), np.uint8)
+def _long_ground(height: int, width: int, rng: np.random.Generator, k: float, wraps: bool = False) -> np.ndarray:
+    """Ground for a long strip: stretches of different surfaces blended into each other. A strip
+    that wraps also blends its end into its start, so laps over it show no edge."""
     blend = max(2, int(12 * k))  # surfaces meet along a short seam, as kerbs and roof edges do
+    painted = width + blend if wraps else width
+    world = np.empty((height, painted, 3), np.uint8)
     detail = float(rng.uniform(0.8, 1.3))
     x = 0
-    while x < width:
-        end = min(width, x + int(rng.uniform(1200, 3000) * k))
-        stop = min(width, end + blend)
+    while x < painted:
+        end = min(painted, x + int(rng.uniform(1200, 3000) * k))
+        stop = min(painted, end + blend)
         tile = make_ground(height, stop - x, rng, detail)
         if x > 0:
             seam = min(blend, stop - x)  # the last stretch can be narrower than a seam
@@ -204,6 +229,10 @@ def _long_ground(height: int, width: int, rng: np.random.Generator, k: float) ->
             tile[:, :seam] = (world[:, x : x + seam] * (1 - ramp) + tile[:, :seam] * ramp).astype(np.uint8)
         world[:, x:stop] = tile
         x = end
+    if wraps:  # the columns past the end become the start's first, fading into it
+        ramp = np.linspace(0, 1, blend, dtype=np.float32)[None, :, None]
+        world[:, :blend] = (world[:, width:] * (1 - ramp) + world[:, :blend] * ramp).astype(np.uint8)
+        world = np.ascontiguousarray(world[:, :width])
     return world
 
 
