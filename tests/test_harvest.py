@@ -200,12 +200,7 @@ def test_harvest_writes_exactly_the_decided_labels_and_negatives(scanned, scan_d
     # Split by event, never by frame: every event's frames on one side (A is in frames 10 and 50),
     # and a frame showing events of both sides is left out.
     split = harvest(scan_dataset.name, tmp_path / "split", HarvestConfig(val_fraction=0.5, split_seconds=1.0))
-    sides: dict[int, set[str]] = {}
-    for frame in split.frames:
-        for event_id in [box[2] for box in frame.boxes] + frame.negatives:
-            sides.setdefault(event_id, set()).add(frame.split)
-    assert all(len(side) == 1 for side in sides.values()), sides
-    assert {frame.split for frame in split.frames} == {"train", "val"}
+    assert_events_whole(split.frames)
     assert len(split.frames) + split.left_out["events of both splits in view"] == 3
     data = yaml.safe_load((out / "data.yaml").read_text())
     assert data["names"] == {0: "red square", 1: "green square", 2: "blue square"} and "path" not in data
@@ -213,6 +208,41 @@ def test_harvest_writes_exactly_the_decided_labels_and_negatives(scanned, scan_d
     skipping = harvest(scan_dataset.name, tmp_path / "skipping", HarvestConfig(undecided="skip", val_fraction=0))
     assert sorted(frame.frame for frame in skipping.frames) == [50, 110]
     assert skipping.left_out["undecided object in view"] == 1
+
+
+def assert_events_whole(frames) -> None:
+    sides: dict[int, set[str]] = {}
+    for frame in frames:
+        for event_id in [box[2] for box in frame.boxes] + frame.negatives:
+            sides.setdefault(event_id, set()).add(frame.split)
+    assert all(len(side) == 1 for side in sides.values()), sides
+
+
+def test_splits_keep_events_and_stretches_whole_whatever_the_draw():
+    from collections import Counter
+
+    from cvtriage.teach.harvest import HarvestedFrame, _assign_splits
+    from cvtriage.teach.tracks import ScanRun
+
+    # Events 1-6, each 10 s long, starting every 8 s: neighbours share frames (30 fps).
+    events = {n: Event(n, n, 0, "red square", 240 * n, 240 * n + 300, 8.0 * n, 8.0 * n + 10, 0.9, 240 * n,
+                       (0.0, 0.0, 1.0, 1.0), 2) for n in range(1, 7)}  # fmt: skip
+    seen_both = 0
+    for draw in range(20):  # another video identity: another draw of the sides
+        video = {"identity": {"sha256": f"{draw:064x}"}, "fps": 30.0}
+        runs = {"v.mp4": ScanRun(Path("."), video, {}, ["red square"], events, {})}
+        frames = [HarvestedFrame("v.mp4", frame, f"f{frame}.jpg", boxes=[("red square", (0, 0, 1, 1), n, "confirmed")
+                                 for n, e in events.items() if e.first_frame <= frame <= e.last_frame], events=set())
+                  for frame in range(240, 1741, 30)]  # fmt: skip
+        for frame in frames:
+            frame.events = {box[2] for box in frame.boxes}
+        left_out = Counter()
+        kept = _assign_splits(frames, runs, HarvestConfig(val_fraction=0.3, split_seconds=20), left_out)
+        assert_events_whole(kept)
+        assert len(kept) + left_out["events of both splits in view"] == len(frames)
+        assert any(frame.split == "train" for frame in kept)
+        seen_both += any(frame.split == "val" for frame in kept)
+    assert seen_both >= 5  # val is drawn, not never
 
 
 def test_merge_keeps_the_targets_classes_and_images_and_adds_no_duplicates(scanned, scan_dataset, tmp_path):
