@@ -142,9 +142,12 @@ def test_each_injected_error_ranks_first_in_its_kind(corrupted_dataset):
     assert findings[3].score >= 0.5 > findings[4].score
 
 
-def _image(index: int, labels: list[tuple[str, list[float]]], predictions: list[tuple[str, list[float], float]]):
+def image_labels(
+    index: int, labels: list[tuple[str, list[float]]], predictions: list[tuple[str, list[float], float]], folder: str = "images"
+):
+    """One image's labels and predictions as the ranking sees them (boxes relative x1 y1 x2 y2)."""
     return ImageLabels(
-        sample_id=f"s{index}", image_path=f"/images/{index}.jpg",
+        sample_id=f"s{index}", image_path=f"/{folder}/{index}.jpg",
         label_ids=[f"l{index}-{i}" for i in range(len(labels))],
         label_classes=np.array([c for c, _ in labels], dtype=object),
         label_boxes=np.array([b for _, b in labels], dtype=float).reshape(-1, 4), label_indices=list(range(len(labels))),
@@ -159,11 +162,11 @@ def test_an_unseen_label_is_suspicious_as_far_as_the_model_sees_its_kind_elsewhe
     car, person = [0.1, 0.1, 0.2, 0.2], [0.5, 0.5, 0.6, 0.6]
     # 30 images: the model sees every car and misses 2 persons in 3 (a class it learned poorly).
     images = [
-        _image(i, [("car", car), ("person", person)], [("car", car, 0.9)] + ([("person", person, 0.8)] if i % 3 == 0 else []))
+        image_labels(i, [("car", car), ("person", person)], [("car", car, 0.9)] + ([("person", person, 0.8)] if i % 3 == 0 else []))
         for i in range(30)
     ]
     # Image 30: a car label and a person label, same size as the others, neither seen by the model.
-    images.append(_image(30, [("car", car), ("person", person)], []))
+    images.append(image_labels(30, [("car", car), ("person", person)], []))
     findings = [f for f in rank_findings(images, AuditConfig()) if f.kind == "spurious"]
     assert (findings[0].sample_id, findings[0].label_class) == ("s30", "car") and findings[0].score > 0.8
     # An unseen person is no more suspicious than the 20 persons the model misses elsewhere: all
@@ -180,9 +183,9 @@ def test_a_faint_prediction_under_a_label_makes_it_far_less_suspicious_than_noth
     # 20 images where the model sees both cars well; then one label with nothing under it and
     # one with only a faint car under it (confidence 0.15): something is there, the model is just
     # unsure of it.
-    images = [_image(i, [("car", car), ("car", other_car)], [("car", car, 0.9), ("car", other_car, 0.9)])
+    images = [image_labels(i, [("car", car), ("car", other_car)], [("car", car, 0.9), ("car", other_car, 0.9)])
               for i in range(20)]  # fmt: skip
-    images.append(_image(20, [("car", car), ("car", other_car)], [("car", other_car, 0.15)]))
+    images.append(image_labels(20, [("car", car), ("car", other_car)], [("car", other_car, 0.15)]))
     spurious = {f.label_id: f.score for f in rank_findings(images, AuditConfig()) if f.kind == "spurious"}
     nothing, faint = spurious["l20-0"], spurious["l20-1"]
     assert nothing > 0.5 > faint

@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 from cvtriage.audit import (
     KINDS,
     Finding,
-    ImageLabels,
     choose_thresholds,
     flag_findings,
     flag_thresholds,
@@ -27,7 +26,7 @@ from cvtriage.audit import (
 )
 from cvtriage.cli import app
 from cvtriage.config import AuditConfig
-from test_audit import corrupted_dataset, random_init_weights  # noqa: F401 (fixtures)
+from test_audit import corrupted_dataset, image_labels, random_init_weights  # noqa: F401 (fixtures)
 
 
 def _street(seed: int = 0, size: int = 320) -> np.ndarray:
@@ -63,15 +62,15 @@ def test_a_spurious_box_on_busy_ground_outranks_a_missed_object_on_it(tmp_path):
     on_drain = [124 / 320, 38 / 320, 146 / 320, 62 / 320]
     # The model saw nothing at the drain and the bag only faintly (0.2: missed at any usual
     # threshold); it sees bags of this size well elsewhere.
-    street = _image(0, [("bag", on_bag), ("bag", on_drain)], [("bag", on_bag, 0.2)])
+    street = image_labels(0, [("bag", on_bag), ("bag", on_drain)], [("bag", on_bag, 0.2)])
     street.image_path = image_path
-    others = [_image(i, [("bag", on_bag)], [("bag", on_bag, 0.9)]) for i in range(1, 21)]
+    others = [image_labels(i, [("bag", on_bag)], [("bag", on_bag, 0.9)]) for i in range(1, 21)]
     spurious = {f.label_id: f for f in weigh_by_image_contrast(rank_findings([street, *others], AuditConfig()))
                 if f.kind == "spurious"}
     drain, missed = spurious["l0-1"], spurious["l0-0"]
     assert drain.score > 2 * missed.score
     # Without the model's faint box it is the other way round: the image alone cannot tell them apart.
-    unseen = _image(0, [("bag", on_bag), ("bag", on_drain)], [])
+    unseen = image_labels(0, [("bag", on_bag), ("bag", on_drain)], [])
     unseen.image_path = image_path
     spurious = {f.label_id: f for f in weigh_by_image_contrast(rank_findings([unseen, *others], AuditConfig()))
                 if f.kind == "spurious"}
@@ -128,17 +127,6 @@ def test_thresholds_from_planted_errors_flag_the_real_errors(corrupted_dataset):
     assert by_hand == ({kind: 0.3 for kind in KINDS}, {kind: 0.3 for kind in KINDS})
 
 
-def _image(index, labels, predictions, folder="a"):
-    return ImageLabels(
-        sample_id=f"s{index}", image_path=f"/{folder}/{index}.jpg",
-        label_ids=[f"l{index}-{i}" for i in range(len(labels))],
-        label_classes=np.array([c for c, _ in labels], dtype=object),
-        label_boxes=np.array([b for _, b in labels], dtype=float).reshape(-1, 4), label_indices=list(range(len(labels))),
-        pred_ids=[f"p{index}-{i}" for i in range(len(predictions))],
-        pred_classes=np.array([c for c, _, _ in predictions], dtype=object),
-        pred_boxes=np.array([b for _, b, _ in predictions], dtype=float).reshape(-1, 4),
-        pred_confidences=np.array([p for _, _, p in predictions], dtype=float),
-    )  # fmt: skip
 
 
 def test_border_touching_missing_findings_are_one_group_and_can_be_switched_off():
@@ -155,7 +143,7 @@ def test_border_touching_missing_findings_are_one_group_and_can_be_switched_off(
     images = []
     for i in range(30):
         predictions = [("car", car, 0.9)] + ([("car", at_edge, 0.8)] if i < 12 else []) + ([("car", middle, 0.85)] if 12 <= i < 15 else [])
-        images.append(_image(i, [("car", car)], predictions))
+        images.append(image_labels(i, [("car", car)], predictions))
     sizes = {image.sample_id: (640, 480) for image in images}
     config = AuditConfig(min_score=0.5)
     findings = rank_findings(images, config)
@@ -262,7 +250,7 @@ def test_findings_of_one_folder_or_class_or_small_boxes_are_grouped_only_when_ov
     # 40 images in four folders, one car and one person label each, all of a good size; the
     # labeller of folder d swaps classes: 8 class findings there, 2 in folder a.
     car, person = [0.1, 0.1, 0.3, 0.3], [0.5, 0.5, 0.7, 0.7]
-    images = [_image(i, [("car", car), ("person", person)], [], folder="abcd"[i // 10]) for i in range(40)]
+    images = [image_labels(i, [("car", car), ("person", person)], [], folder="abcd"[i // 10]) for i in range(40)]
     sizes = {image.sample_id: (640, 640) for image in images}
     swapped = [Finding("class", 0.8, f"s{i}", f"/{'abcd'[i // 10]}/{i}.jpg", label_id=f"l{i}-0",
                        label_class="car", label_box=car) for i in (0, 1, *range(30, 38))]
@@ -274,7 +262,7 @@ def test_findings_of_one_folder_or_class_or_small_boxes_are_grouped_only_when_ov
     assert groups[("folder /d", 8, 10)].view == "audit-class-folder-d"
     assert groups[("class car", 10, 10)].view == "audit-class-class-car"
     # Spread over two folders (half the labels each), 8 of 10 in one is not twice as common: no group.
-    two_folders = [_image(i, [("car", car), ("person", person)], [], folder="ab"[i // 20]) for i in range(40)]
+    two_folders = [image_labels(i, [("car", car), ("person", person)], [], folder="ab"[i // 20]) for i in range(40)]
     spread = [Finding("class", 0.8, f"s{i}", f"/{'ab'[i // 20]}/{i}.jpg", label_id=f"l{i}-0", label_class="car",
                       label_box=car) for i in (0, 1, *range(20, 28))]
     assert [g.cause for g in group_findings(spread, floors, two_folders, sizes)] == ["class car"]
