@@ -67,3 +67,17 @@ def pytest_sessionfinish(session, exitstatus):
         from fiftyone.core.odm.database import drop_database
 
         drop_database()
+
+
+@pytest.fixture(scope="session")
+def random_init_weights(tmp_path_factory):
+    """A random-init yolo11n that names yolo_factory's classes (plumbing only: it detects nothing)."""
+    from ultralytics import YOLO
+
+    from yolo_factory import NAMES
+
+    model = YOLO("yolo11n.yaml")
+    model.model.names = dict(enumerate(NAMES))
+    path = tmp_path_factory.mktemp("weights") / "random-yolo11n.pt"
+    model.save(str(path))
+    return path

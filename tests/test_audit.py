@@ -31,7 +31,7 @@ from cvtriage.cli import app
 from cvtriage.config import AuditConfig
 from cvtriage.dataset import GROUND_TRUTH
 from cvtriage.predictions import PREDICTIONS
-from yolo_factory import NAMES, write_yolo_dataset
+from yolo_factory import write_yolo_dataset
 
 CLASSES = ["car", "person", "boat"]
 
@@ -281,18 +281,6 @@ def test_each_kinds_view_sorts_by_that_kinds_score_not_the_samples_best(corrupte
     store_findings(dataset, findings, findings)
     assert dataset.load_saved_view(kind_view_name("class")).values("id") == [second.sample_id, first.sample_id]
     assert dataset.load_saved_view(LIKELY_MISLABELED).values("id") == [first.sample_id, second.sample_id]
-
-
-@pytest.fixture(scope="module")
-def random_init_weights(tmp_path_factory):
-    """A random-init yolo11n that names the test dataset's classes (plumbing only: it detects nothing)."""
-    from ultralytics import YOLO
-
-    model = YOLO("yolo11n.yaml")
-    model.model.names = dict(enumerate(NAMES))
-    path = tmp_path_factory.mktemp("weights") / "random-yolo11n.pt"
-    model.save(str(path))
-    return path
 
 
 def test_cli_audit_end_to_end(tmp_path, random_init_weights):

@@ -26,7 +26,7 @@ from cvtriage.audit import (
 )
 from cvtriage.cli import app
 from cvtriage.config import AuditConfig
-from test_audit import corrupted_dataset, image_labels, random_init_weights  # noqa: F401 (fixtures)
+from test_audit import corrupted_dataset, image_labels  # noqa: F401 (corrupted_dataset: a fixture)
 
 
 def _street(seed: int = 0, size: int = 320) -> np.ndarray:

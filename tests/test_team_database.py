@@ -18,7 +18,7 @@ from cvtriage.database import dataset_write_lock, redacted_uri
 from cvtriage.errors import CvtriageError
 from cvtriage.outputs import check_scan_dataset
 from square_video import Square, write_square_video
-from yolo_factory import NAMES, write_yolo_dataset
+from yolo_factory import write_yolo_dataset
 
 TESTS = Path(__file__).resolve().parent
 
@@ -78,17 +78,6 @@ def mongod(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=60)
-
-
-@pytest.fixture(scope="module")
-def random_init_weights(tmp_path_factory):
-    from ultralytics import YOLO
-
-    model = YOLO("yolo11n.yaml")
-    model.model.names = dict(enumerate(NAMES))
-    path = tmp_path_factory.mktemp("weights") / "random-yolo11n.pt"
-    model.save(str(path))
-    return path
 
 
 @pytest.mark.slow
