@@ -133,7 +133,7 @@ def write_scan_outputs(
     if (out_dir / EVENT_MAP_PNG).is_file():
         paths["map"] = out_dir / EVENT_MAP_PNG
     if settings.dataset is not None and store_in_fiftyone:
-        store_results_in_fiftyone(settings.dataset, out_dir, video, settings, events, detections, class_names)
+        store_results_in_fiftyone(settings.dataset, out_dir, video, settings, events, detections, class_names, teaching)
     return paths
 
 
@@ -145,14 +145,17 @@ def store_results_in_fiftyone(
     events: list[Event],
     detections: list[FrameDetections],
     class_names: dict[int, str],
+    teaching: dict[int, TeachingValue] | None = None,
 ) -> "fo.Dataset":
     """The FiftyOne half of write_scan_outputs, for a results folder already written (by it, or
-    by a batch worker that leaves FiftyOne to its driver). One writer per dataset at a time."""
+    by a batch worker that leaves FiftyOne to its driver). One writer per dataset at a time.
+    `teaching`: the events' teaching values, when the caller has them already."""
     from cvtriage.database import dataset_write_lock
 
     out_dir = Path(out_dir).resolve()
     detections_by_frame = {frame.frame_index: frame for frame in detections}
-    teaching = teaching_values(events, settings.conf, video.fps, (video.width, video.height))
+    if teaching is None:
+        teaching = teaching_values(events, settings.conf, video.fps, (video.width, video.height))
     clean_paths = {
         event.event_id: out_dir / CLEAN_KEYFRAMES_DIR / _keyframe_name(event, _best_time_s(event, video, detections_by_frame))
         for event in events

@@ -39,7 +39,7 @@ from cvtriage import __version__
 from cvtriage.config import HarvestConfig
 from cvtriage.dataset import LabelBox, YoloDataset, read_yolo_dataset, require_readable_labels, write_data_yaml
 from cvtriage.errors import CvtriageError
-from cvtriage.frames import FrameSource, probe_source, source_identity
+from cvtriage.frames import FrameSource, VideoInfo, probe_source, source_identity
 from cvtriage.teach.decisions import CONFIRMED, NOT_OBJECT, WRONG_CLASS, Decision, read_decisions
 from cvtriage.teach.tracks import Box, ScanRun, box_at, boxes_overlap, read_scan_run, thin_track
 
@@ -115,9 +115,10 @@ def harvest(
     by_video: dict[str, dict[int, Decision]] = {}
     for decision in decisions:
         by_video.setdefault(decision.video, {})[decision.event_id] = decision
+    sources: dict[str, VideoInfo] = {}  # probed once: probing reads the whole container's index
     for video, decided in by_video.items():
         _check_run_matches(runs[video], decided, dataset)
-        _check_source_unchanged(runs[video])
+        sources[video] = _check_source_unchanged(runs[video])
 
     names, new_classes = _class_list(decisions, runs, target, settings)
     left_out: Counter = Counter()
@@ -130,7 +131,7 @@ def harvest(
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         merged = _copy_target(target, staging) if target is not None else Counter()
-        written = _write_frames(staging, frames, runs, names, settings.jpeg_quality, left_out, on_progress)
+        written = _write_frames(staging, frames, sources, names, settings.jpeg_quality, left_out, on_progress)
         splits = {"train": "images/train", "val": "images/val"}
         if target is not None and "test" in target.splits:
             splits["test"] = "images/test"
@@ -181,8 +182,8 @@ def _check_run_matches(run: ScanRun, decided: dict[int, Decision], dataset) -> N
             )
 
 
-def _check_source_unchanged(run: ScanRun) -> None:
-    """Frames are decoded again: from the very file that was scanned, or not at all."""
+def _check_source_unchanged(run: ScanRun) -> VideoInfo:
+    """Frames are decoded again: from the very file that was scanned, or not at all. Returns it, probed."""
     source, recorded = run.source, run.video.get("identity")
     if recorded is None:
         raise CvtriageError(f"{run.folder / 'events.json'}: records no identity of its video: run the scan again")
@@ -191,6 +192,7 @@ def _check_source_unchanged(run: ScanRun) -> None:
     info = probe_source(source)
     if source_identity(info) != recorded or (info.width, info.height) != (run.video["width"], run.video["height"]):
         raise CvtriageError(f"{source}: changed since it was scanned (size or content differ): scan it again before harvesting")
+    return info
 
 
 def _read_merge_target(merge: Path) -> YoloDataset:
@@ -344,7 +346,7 @@ def _assign_splits(
 def _write_frames(
     folder: Path,
     frames: list[HarvestedFrame],
-    runs: dict[str, ScanRun],
+    sources: dict[str, VideoInfo],
     names: list[str],
     jpeg_quality: int,
     left_out: Counter,
@@ -353,11 +355,11 @@ def _write_frames(
     """Decode each video once, in frame order, and write each harvested frame's image and labels."""
     written: list[HarvestedFrame] = []
     done = 0
-    for video, run in runs.items():
+    for video, info in sources.items():
         todo = {frame.frame: frame for frame in frames if frame.video == video}
         if not todo:
             continue
-        source = FrameSource(probe_source(run.source))
+        source = FrameSource(info)
         for index, image in source.frames(lambda i: i in todo):
             frame = todo.pop(index)
             done += 1
@@ -371,7 +373,7 @@ def _write_frames(
                 (folder / kind / frame.split).mkdir(parents=True, exist_ok=True)
             ok, encoded = cv2.imencode(".jpg", mask_regions(image, frame.masked), [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
             if not ok:
-                raise CvtriageError(f"{run.source}: frame {index} could not be encoded as JPEG")
+                raise CvtriageError(f"{info.path}: frame {index} could not be encoded as JPEG")
             (folder / "images" / frame.split / frame.image_name).write_bytes(encoded.tobytes())
             lines = [_label_line(names.index(name), box, width, height) for name, box, _, _ in frame.boxes]
             label = (folder / "labels" / frame.split / frame.image_name).with_suffix(".txt")
