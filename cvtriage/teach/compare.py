@@ -24,7 +24,7 @@ from cvtriage.dataset import iou_matrix
 from cvtriage.errors import CvtriageError
 from cvtriage.events import Event, EventSpan
 from cvtriage.outputs import EVENTS_JSON, clock, replace_dir, tick_step, write_csv
-from cvtriage.teach.tracks import ScanRun, read_scan_run
+from cvtriage.teach.tracks import ScanRun, boxes_by_frame, read_scan_run
 
 COMPARE_CSV = "compare.csv"
 COMPARE_JSON = "compare.json"
@@ -79,8 +79,7 @@ def model_name(run: ScanRun) -> str:
 
 def track_span(event: Event) -> EventSpan:
     """The event as matching compares it: class, frames, and the track's box in each frame, in frame order."""
-    boxes = {int(row[0]): tuple(row[1:5]) for row in sorted(event.track)}
-    return EventSpan(event.class_name, event.first_frame, event.last_frame, boxes)
+    return EventSpan(event.class_name, event.first_frame, event.last_frame, boxes_by_frame(event))
 
 
 def check_same_video(a: ScanRun, b: ScanRun) -> None:

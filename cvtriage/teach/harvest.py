@@ -41,7 +41,7 @@ from cvtriage.dataset import LabelBox, YoloDataset, read_yolo_dataset, require_r
 from cvtriage.errors import CvtriageError
 from cvtriage.frames import FrameSource, VideoInfo, probe_source, source_identity
 from cvtriage.teach.decisions import CONFIRMED, NOT_OBJECT, WRONG_CLASS, Decision, read_decisions
-from cvtriage.teach.tracks import Box, ScanRun, box_at, boxes_overlap, read_scan_run, thin_track
+from cvtriage.teach.tracks import Box, ScanRun, boxes_by_frame, boxes_overlap, read_scan_run, thin_track
 
 MANIFEST = "manifest.json"
 # Undecided detections are painted over with this much of their size around them (a detector's
@@ -247,11 +247,11 @@ def _frames_of(run: ScanRun, decided: dict[int, Decision], settings: HarvestConf
         left_out["near-identical view"] += len(event.track) - len(views)
         for frame in views:
             wanted.setdefault(frame, set()).add(event_id)
+    tracks = {event_id: boxes_by_frame(run.events[event_id]) for event_id in decided}
     frames = []
     for index, for_events in sorted(wanted.items()):
         frame = HarvestedFrame(video, index, f"{run.source.stem}-{short_hash}-f{index:06d}.jpg", events=for_events)
-        in_view = {event_id: box_at(run.events[event_id], index) for event_id in decided}
-        in_view = {event_id: box for event_id, box in in_view.items() if box is not None}
+        in_view = {event_id: track[index] for event_id, track in tracks.items() if index in track}
         undecided = [
             box for _, box, _ in run.detections.get(index, [])
             if not any(boxes_overlap(box, decided_box, settings.decided_iou) for decided_box in in_view.values())

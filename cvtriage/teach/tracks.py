@@ -86,12 +86,9 @@ def _read_detections(path: Path) -> dict[int, list[tuple[str, Box, float]]]:
     return frames
 
 
-def box_at(event: Event, frame: int) -> Box | None:
-    """The event's box in `frame`, if the tracker matched it there."""
-    for row in event.track:
-        if row[0] == frame:
-            return tuple(row[1:5])
-    return None
+def boxes_by_frame(event: Event) -> dict[int, Box]:
+    """The event's box in each frame the tracker matched it in."""
+    return {row[0]: tuple(row[1:5]) for row in event.track}
 
 
 def thin_track(event: Event, settings: HarvestConfig, frame_size: tuple[int, int]) -> list[int]:
@@ -117,7 +114,7 @@ def boxes_overlap(a: Box, b: Box, min_iou: float) -> bool:
 
 def overlapping_in_frames(a: Event, b: Event, min_iou: float) -> bool:
     """Whether the two events' boxes overlap by `min_iou` in some frame both were seen in."""
-    frames_b = {row[0]: row[1:5] for row in b.track}
+    frames_b = boxes_by_frame(b)
     shared = [(row[1:5], frames_b[row[0]]) for row in a.track if row[0] in frames_b]
     if not shared:
         return False
