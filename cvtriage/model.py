@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from cvtriage import OMP_NUM_THREADS_AT_START
 from cvtriage.errors import CvtriageError
 from cvtriage.paths import DEMO_WEIGHTS
 
@@ -40,7 +41,7 @@ def resolve_device(device: str = "auto") -> str:
     if chosen == "cpu":
         # Ultralytics leaves torch on one thread for device='cpu'; use every core, or the cores a
         # scheduler gave this process (a Ray task with num_cpus=N runs with OMP_NUM_THREADS=N).
-        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
+        torch.set_num_threads(int(OMP_NUM_THREADS_AT_START or os.cpu_count() or 1))
     return chosen
 
 
