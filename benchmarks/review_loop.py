@@ -15,8 +15,9 @@ in the README), and prints:
 - precision of the harvested boxes against the truth (same class, IoU >= 0.5 with a truth box in
   that frame; target >= 95%);
 - completeness: the share of the truth's boxes in the harvested frames that got a label (any
-  class, IoU >= 0.5; target >= 90%), leaving out those painted over as undecided: an unlabelled
-  object in a training frame teaches background;
+  class, IoU >= 0.5; target >= 90%), leaving out those painted over (undecided detections, and
+  everything outside the windows kept around decided objects): an unlabelled object in a training
+  frame teaches background;
 then fine-tunes the weak model on it (a few CPU epochs at a small size) and scans test flyovers
 it has never seen at the scan's default confidence: event recall and precision against the truth
 (class, shared frames, keyframe box IoU >= 0.3), before and after. A run with 0 decisions (the
@@ -152,13 +153,14 @@ def score_harvest(data: Path, truths: dict[str, dict]) -> tuple[float, float, in
     right = total = labelled = present = 0
     by_frame = {video: truth_boxes_by_frame(truth) for video, truth in truths.items()}
 
-    def painted_over(box: list[float], masked: list[list[float]]) -> bool:
+    def inside(box: list[float], windows: list[list[float]]) -> bool:
         cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-        return any(m[0] <= cx <= m[2] and m[1] <= cy <= m[3] for m in masked)
+        return any(w[0] <= cx <= w[2] and w[1] <= cy <= w[3] for w in windows)
 
     for image in manifest["images"]:
+        visible = image["visible_xyxy"]
         truth_boxes = [(name, box) for name, box in by_frame[image["video"]].get(image["frame"], [])
-                       if not painted_over(box, image["masked_xyxy"])]  # fmt: skip
+                       if not inside(box, image["masked_xyxy"]) and (visible is None or inside(box, visible))]  # fmt: skip
         boxes = [label["box_xyxy"] for label in image["labels"]]
         for label in image["labels"]:
             total += 1

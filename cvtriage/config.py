@@ -51,7 +51,9 @@ class ScanConfig(StrictModel):
     tile_overlap: float = Field(0.15, ge=0, lt=0.5)
     tile_full_frame: bool = False
     device: str = "auto"
+    export: Literal["auto", "off"] = "auto"
     refine: bool = True
+    refine_crop: bool = True
     track_gap_seconds: float = Field(1.0, gt=0)
     track_speed: float = Field(20.0, gt=0)
     min_event_frames: int = Field(2, ge=1)
@@ -70,6 +72,14 @@ class ScanConfig(StrictModel):
         return value
 
     _dataset_name = field_validator("dataset")(_check_dataset_name)
+
+    @field_validator("export", mode="before")
+    @classmethod
+    def _export_off(cls, value: Any) -> Any:
+        # YAML reads an unquoted `off` as false (and `on` as true).
+        if isinstance(value, bool):
+            return "auto" if value else "off"
+        return value
 
     @field_validator("tile")
     @classmethod
@@ -219,6 +229,8 @@ class HarvestConfig(StrictModel):
     view_scale: float = Field(1.25, ge=1)
     decided_iou: float = Field(0.5, gt=0, le=1)
     undecided: Literal["mask", "skip"] = "mask"
+    context: float = Field(1.0, ge=0)
+    partial_view_area: float = Field(0.5, ge=0, le=1)
     split_by: Literal["auto", "event", "video"] = "auto"
     split_seconds: float = Field(20.0, gt=0)
     val_fraction: float = Field(0.2, ge=0, lt=1)

@@ -22,7 +22,7 @@ from cvtriage.scan import run_scan
 from cvtriage.teach.decisions import DecisionProblems, read_decisions
 from cvtriage.teach.harvest import harvest
 from cvtriage.teach.queue import REVIEW_QUEUE_VIEW
-from cvtriage.teach.tracks import thin_track
+from cvtriage.teach.tracks import partial_views, thin_track
 from square_video import Square, SquareDetector, write_square_video
 from yolo_factory import write_yolo_dataset
 
@@ -152,6 +152,32 @@ def test_thinning_keeps_one_view_per_distinct_position():
     assert thin_track(event, HarvestConfig(view_shift=0), (400, 300)) == list(range(20))
 
 
+def test_a_sliver_of_an_object_at_the_frame_edge_is_not_a_view():
+    # A 20-px square leaving a 400x300 frame on the right, 5 px a frame: whole up to frame 16, then
+    # 15, 10 and 5 px of it in the picture (the detector's box is clipped to the frame).
+    track = [(f, 300.0 + 5 * f, 100.0, min(400.0, 320.0 + 5 * f), 120.0, 0.9) for f in range(20)]
+    event = Event(1, 1, 0, "red square", 0, 19, 0, 1, 0.9, 0, track[0][1:5], 20, track)
+    settings = HarvestConfig(view_shift=0)  # partial_view_area 0.5: under half the usual 20x20
+    assert partial_views(event, settings, (400, 300)) == {19}
+    assert thin_track(event, settings, (400, 300)) == list(range(19))
+    assert partial_views(event, HarvestConfig(partial_view_area=0), (400, 300)) == set()
+    # In the middle of the frame a small box is the object seen smaller, not a sliver.
+    assert partial_views(event, settings, (800, 300)) == set()
+
+
+def test_context_keeps_windows_around_decided_objects_and_paints_the_rest():
+    from cvtriage.teach.harvest import mask_regions
+
+    image = np.zeros((100, 200, 3), np.uint8)
+    image[:, :, 0] = np.arange(200, dtype=np.uint8)[None, :]  # a gradient: every column differs
+    painted = mask_regions(image, [(20, 20, 30, 30)], visible=[(10, 10, 60, 60)])
+    median = np.median(image.reshape(-1, 3), axis=0).astype(np.uint8)
+    assert (painted[10:60, 30:60] == image[10:60, 30:60]).all()  # the window, outside the masked box
+    assert (painted[20:30, 20:30] == median).all()  # a masked box inside the window
+    assert (painted[:, 60:] == median).all() and (painted[:10] == median).all()  # outside every window
+    assert (mask_regions(image, []) == image).all()
+
+
 # --- harvest --------------------------------------------------------------------------------------
 
 
@@ -197,6 +223,11 @@ def test_harvest_writes_exactly_the_decided_labels_and_negatives(scanned, scan_d
     }  # fmt: skip
     assert by_frame[110]["negatives"] == [{"event_id": events["D"].event_id, "decision": "not-object"}]
     assert len(by_frame[10]["masked_xyxy"]) == 1
+    # Only a window three times A's size around A is kept at frame 10 (context 1.0): objects the
+    # scan never proposed elsewhere in the frame cannot become background.
+    ax1, ay1, ax2, ay2 = RED_A.box_at(10)
+    side = max(ax2 - ax1, ay2 - ay1)
+    assert by_frame[10]["visible_xyxy"] == [pytest.approx([ax1 - side, ay1 - side, ax2 + side, ay2 + side], abs=1.5)]
     # Split by event, never by frame: every event's frames on one side (A is in frames 10 and 50),
     # and a frame showing events of both sides is left out.
     split = harvest(scan_dataset.name, tmp_path / "split", HarvestConfig(val_fraction=0.5, split_seconds=1.0))
@@ -205,6 +236,8 @@ def test_harvest_writes_exactly_the_decided_labels_and_negatives(scanned, scan_d
     data = yaml.safe_load((out / "data.yaml").read_text())
     assert data["names"] == {0: "red square", 1: "green square", 2: "blue square"} and "path" not in data
 
+    whole = harvest(scan_dataset.name, tmp_path / "whole", HarvestConfig(context=0, val_fraction=0))
+    assert all(image["visible_xyxy"] is None for image in json.loads((whole.out / "manifest.json").read_text())["images"])
     skipping = harvest(scan_dataset.name, tmp_path / "skipping", HarvestConfig(undecided="skip", val_fraction=0))
     assert sorted(frame.frame for frame in skipping.frames) == [50, 110]
     assert skipping.left_out["undecided object in view"] == 1

@@ -9,7 +9,10 @@ A frame is labelled with every decided event seen in it. An object the scan saw 
 decided on (a detection overlapping no decided event's box) must not become background: with
 `undecided: mask` (the default) its box is painted over in the frame's median colour, so the model
 sees neither object nor background there (the frame is left out when such a box touches a
-decided one); with `undecided: skip` the whole frame is left out.
+decided one); with `undecided: skip` the whole frame is left out. Objects the scan never proposed
+are in no detection list, so with `context` (the default) only a window around each decided object
+is kept and the rest of the frame painted over too; and a view showing only a sliver of a decided
+object at the frame's edge (`partial_view_area`) is painted over rather than labelled.
 
 Splits keep events whole: the decided events of each `split_seconds` stretch of video go to train or
 val together (by a hash of the video and the stretch, so a re-harvest puts them where they were),
@@ -41,7 +44,7 @@ from cvtriage.dataset import LabelBox, YoloDataset, read_yolo_dataset, require_r
 from cvtriage.errors import CvtriageError
 from cvtriage.frames import FrameSource, VideoInfo, probe_source, source_identity
 from cvtriage.teach.decisions import CONFIRMED, NOT_OBJECT, WRONG_CLASS, Decision, read_decisions
-from cvtriage.teach.tracks import Box, ScanRun, boxes_by_frame, boxes_overlap, read_scan_run, thin_track
+from cvtriage.teach.tracks import Box, ScanRun, boxes_by_frame, boxes_overlap, partial_views, read_scan_run, thin_track
 
 MANIFEST = "manifest.json"
 # Undecided detections are painted over with this much of their size around them (a detector's
@@ -58,7 +61,8 @@ class HarvestedFrame:
     image_name: str
     boxes: list[tuple[str, Box, int, str]] = field(default_factory=list)  # class, box (px), event id, verdict
     negatives: list[int] = field(default_factory=list)  # not-object events in view
-    masked: list[Box] = field(default_factory=list)  # undecided detections, painted over (px)
+    masked: list[Box] = field(default_factory=list)  # undecided detections and slivers, painted over (px)
+    visible: list[Box] | None = None  # windows around decided objects; the rest is painted over (None: whole frame)
     events: set[int] = field(default_factory=set)  # the decided events this frame was harvested for
     split: str = "train"
 
@@ -240,11 +244,15 @@ def _frames_of(run: ScanRun, decided: dict[int, Decision], settings: HarvestConf
     """The frames one video's decisions label, each with every decided event seen in it."""
     video = str(run.source)
     short_hash = run.video["identity"]["sha256"][:8]
+    frame_size = (run.video["width"], run.video["height"])
     wanted: dict[int, set[int]] = {}
+    partial: dict[int, set[int]] = {}  # event -> frames where only a sliver of it is in the picture
     for event_id in decided:
         event = run.events[event_id]
-        views = thin_track(event, settings, (run.video["width"], run.video["height"]))
-        left_out["near-identical view"] += len(event.track) - len(views)
+        partial[event_id] = partial_views(event, settings, frame_size)
+        views = thin_track(event, settings, frame_size)
+        left_out["near-identical view"] += len(event.track) - len(views) - len(partial[event_id])
+        left_out["object only partly in the picture"] += len(partial[event_id])
         for frame in views:
             wanted.setdefault(frame, set()).add(event_id)
     tracks = {event_id: boxes_by_frame(run.events[event_id]) for event_id in decided}
@@ -263,29 +271,52 @@ def _frames_of(run: ScanRun, decided: dict[int, Decision], settings: HarvestConf
         frame.masked = [_grown(box, MASK_MARGIN) for box in undecided]
         for event_id, box in sorted(in_view.items()):
             decision = decided[event_id]
-            if decision.verdict == NOT_OBJECT:
+            if index in partial[event_id]:
+                frame.masked.append(_grown(box, MASK_MARGIN))
+            elif decision.verdict == NOT_OBJECT:
                 frame.negatives.append(event_id)
             else:
                 frame.boxes.append((decision.class_name, box, event_id, decision.verdict))
+        if settings.context:
+            frame.visible = [
+                _grown(box, settings.context, square=True) for event_id, box in in_view.items() if index not in partial[event_id]
+            ]  # fmt: skip
         frames.append(frame)
     return frames
 
 
-def _grown(box: Box, margin: float) -> Box:
+def _grown(box: Box, margin: float, square: bool = False) -> Box:
+    """The box grown by `margin` times its size on every side (`square`: times its longer side)."""
     x1, y1, x2, y2 = box
     dx, dy = margin * (x2 - x1), margin * (y2 - y1)
+    if square:
+        dx = dy = max(dx, dy)
+        cx, cy, half = (x1 + x2) / 2, (y1 + y2) / 2, max(x2 - x1, y2 - y1) / 2
+        x1, y1, x2, y2 = cx - half, cy - half, cx + half, cy + half
     return x1 - dx, y1 - dy, x2 + dx, y2 + dy
 
 
-def mask_regions(image: np.ndarray, boxes: list[Box]) -> np.ndarray:
-    """The image with each box painted in the frame's median colour: neither object nor background."""
-    if not boxes:
+def mask_regions(image: np.ndarray, boxes: list[Box], visible: list[Box] | None = None) -> np.ndarray:
+    """The image with each box, and with `visible` everything outside those windows, painted in
+    the frame's median colour: neither object nor background."""
+    if not boxes and visible is None:
         return image
-    painted = image.copy()
     colour = np.median(image.reshape(-1, 3), axis=0).astype(np.uint8)
     height, width = image.shape[:2]
-    for x1, y1, x2, y2 in boxes:
-        painted[max(0, int(y1)) : min(height, int(np.ceil(y2))), max(0, int(x1)) : min(width, int(np.ceil(x2)))] = colour
+
+    def pixels(box: Box) -> tuple[slice, slice]:
+        x1, y1, x2, y2 = box
+        return slice(max(0, int(y1)), min(height, int(np.ceil(y2)))), slice(max(0, int(x1)), min(width, int(np.ceil(x2))))
+
+    if visible is None:
+        painted = image.copy()
+    else:
+        painted = np.empty_like(image)
+        painted[:] = colour
+        for window in visible:
+            painted[pixels(window)] = image[pixels(window)]
+    for box in boxes:
+        painted[pixels(box)] = colour
     return painted
 
 
@@ -371,7 +402,7 @@ def _write_frames(
             height, width = image.shape[:2]
             for kind in ("images", "labels"):
                 (folder / kind / frame.split).mkdir(parents=True, exist_ok=True)
-            ok, encoded = cv2.imencode(".jpg", mask_regions(image, frame.masked), [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+            ok, encoded = cv2.imencode(".jpg", mask_regions(image, frame.masked, frame.visible), [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
             if not ok:
                 raise CvtriageError(f"{info.path}: frame {index} could not be encoded as JPEG")
             (folder / "images" / frame.split / frame.image_name).write_bytes(encoded.tobytes())
@@ -441,6 +472,7 @@ def _write_manifest(path: Path, result: HarvestResult, decisions: list[Decision]
                 ],
                 "negatives": [{"event_id": event_id, "decision": NOT_OBJECT} for event_id in frame.negatives],
                 "masked_xyxy": [[round(v, 1) for v in box] for box in frame.masked],
+                "visible_xyxy": None if frame.visible is None else [[round(v, 1) for v in box] for box in frame.visible],
             }
             for frame in result.frames
         ],

@@ -20,6 +20,8 @@ from cvtriage.errors import CvtriageError
 from cvtriage.events import Event
 
 Box = tuple[float, float, float, float]
+# A box this close to the frame's edge touches it (detectors clip boxes to the frame).
+EDGE_PX = 1.0
 
 
 @dataclass(frozen=True)
@@ -92,20 +94,37 @@ def boxes_by_frame(event: Event) -> dict[int, Box]:
 
 
 def thin_track(event: Event, settings: HarvestConfig, frame_size: tuple[int, int]) -> list[int]:
-    """The frames of an event worth labelling: the first, then each frame in which the object has
-    moved at least `view_shift` of the frame's diagonal in the picture, or grown or shrunk by
-    `view_scale` (a ratio of sides), since the last frame kept. A hovering drone over a still
-    object gives one frame, a pass over it a handful, not the dozens of near-identical frames
-    refinement inferred."""
+    """The frames of an event worth labelling: the first whole view, then each frame in which the
+    object has moved at least `view_shift` of the frame's diagonal in the picture, or grown or
+    shrunk by `view_scale` (a ratio of sides), since the last frame kept. A hovering drone over a
+    still object gives one frame, a pass over it a handful, not the dozens of near-identical frames
+    refinement inferred. Partial views (`partial_views`) are not views."""
     min_shift_px, min_scale = settings.view_shift * float(np.hypot(*frame_size)), settings.view_scale
+    partial = partial_views(event, settings, frame_size)
     kept: list[int] = []
     last = None
     for frame, x1, y1, x2, y2, _ in event.track:
+        if frame in partial:
+            continue
         centre, side = np.array([(x1 + x2) / 2, (y1 + y2) / 2]), np.sqrt(max((x2 - x1) * (y2 - y1), 1e-6))
         if last is None or np.hypot(*(centre - last[0])) >= min_shift_px or max(side / last[1], last[1] / side) >= min_scale:
             kept.append(frame)
             last = (centre, side)
     return kept
+
+
+def partial_views(event: Event, settings: HarvestConfig, frame_size: tuple[int, int]) -> set[int]:
+    """Frames where the event's box touches the frame's edge and covers less than
+    `partial_view_area` of its median area: a sliver of the object entering or leaving the picture
+    (on drone footage, most boxes a track ends with)."""
+    if not event.track or not settings.partial_view_area:
+        return set()
+    width, height = frame_size
+    boxes = np.array([row[1:5] for row in event.track], float)
+    areas = np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 0, None), axis=1)
+    at_edge = (boxes[:, :2].min(1) <= EDGE_PX) | (boxes[:, 2] >= width - EDGE_PX) | (boxes[:, 3] >= height - EDGE_PX)
+    small = areas < settings.partial_view_area * np.median(areas)
+    return {row[0] for row, partial in zip(event.track, at_edge & small) if partial}
 
 
 def boxes_overlap(a: Box, b: Box, min_iou: float) -> bool:
