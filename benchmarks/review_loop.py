@@ -254,10 +254,18 @@ def main() -> None:
                 result = harvest(DATASET, data, load_harvest_config(), merge=base)
                 precision, completeness, boxes = score_harvest(data, truths)
                 frames = len(result.frames)
+                # The same decisions harvested as whole frames (context 0): what the windows buy.
+                whole = BENCH_DIR / "harvest" / f"{name}-whole-frames"
+                shutil.rmtree(whole, ignore_errors=True)
+                harvest(DATASET, whole, load_harvest_config(context=0))
+                whole_completeness = score_harvest(whole, truths)[1]
+                decided = [tags[sid] for sid in order[:budget]]
+                new_class_boxes = sum(n for name, n in result.boxes().items() if name in forget)
             else:
                 shutil.copytree(base, data)
-                precision = completeness = float("nan")
-                boxes = frames = 0
+                precision = completeness = whole_completeness = float("nan")
+                boxes = frames = new_class_boxes = 0
+                decided = []
             settings = load_train_config(
                 weights=str(weak), epochs=args.epochs, imgsz=args.imgsz, batch=16, device="cpu",
                 out=str(BENCH_DIR / "train"), name=name,
@@ -267,8 +275,11 @@ def main() -> None:
             trained = train(data, settings, console=console).best_weights
             recall, event_precision = test_scores(trained, name)
             rows.append((budget, order_name, boxes / max(budget, 1), precision, completeness, frames, recall, event_precision))
-            print(f"{budget:3d} decisions, {order_name:12s}: {boxes / max(budget, 1):5.1f} boxes/decision, harvested-box "
-                  f"precision {percent(precision)}, completeness {percent(completeness)}, {frames} frames -> test recall "
+            verdicts_taken = {kind: sum(tag.startswith(kind) for tag in decided) for kind in (CONFIRMED, CLASS_PREFIX, NOT_OBJECT)}
+            print(f"{budget:3d} decisions, {order_name:12s} ({verdicts_taken[CONFIRMED]} confirmed, {verdicts_taken[CLASS_PREFIX]} "
+                  f"wrong class, {verdicts_taken[NOT_OBJECT]} not an object): {boxes / max(budget, 1):5.1f} boxes/decision "
+                  f"({new_class_boxes} of {', '.join(forget)}), harvested-box precision {percent(precision)}, completeness "
+                  f"{percent(completeness)} (whole frames: {percent(whole_completeness)}), {frames} frames -> test recall "
                   f"{percent(recall)} ({(recall - before[0]) * 100:+.1f} points), precision {percent(event_precision)}",
                   flush=True)  # fmt: skip
 
