@@ -1,15 +1,15 @@
 """The review -> harvest -> train -> rescan loop, measured on synthetic flyovers with exact truth.
 
-A weak model is made from the demo detector by resetting its outputs for some classes (weights
-zeroed, bias back at Ultralytics' initial prior): it has "never seen" those classes, but keeps
-the features it learned, like a COCO model facing a user's new class. It scans review flyovers
-at a low confidence (the cold-start setting: proposals, mostly of the classes it knows) into a
-FiftyOne dataset, and a simulated reviewer decides events from the ground truth, as App tags:
+A weak model is made from the demo detector by lowering its scores for some classes (by
+`--logit-shift` logits: it knows them but is unsure of them, as a model trained on other imagery
+is on drone footage; with 0, their outputs are reset instead: it has never seen them). It scans
+review flyovers at a low confidence (proposals) into a FiftyOne dataset, and a simulated reviewer
+decides events from the ground truth, as App tags:
 an event whose track follows a truth object (median IoU >= REVIEWER_IOU over the frames both
 exist) is `confirmed` when the class is right and `class:<truth class>` when not; any other event
 is `not-object`. For budgets of 10, 25 and 50 decisions, taken in `review-queue` order and in
 plain time order, it harvests a dataset, merged (`--merge`) into a small synthetic training set of
-the classes the weak model knows (fine-tuning on a harvest alone makes a model forget: measured
+the other classes (fine-tuning on a harvest alone makes a model forget: measured
 in the README), and prints:
 - boxes harvested per decision;
 - precision of the harvested boxes against the truth (same class, IoU >= 0.5 with a truth box in
@@ -25,7 +25,7 @@ synthetic training set alone) is the control.
 Targets: with 50 decisions, recall on the test flyovers rises by >= 20 points, and review-queue
 order beats time order.
 
-    nice -n 10 python benchmarks/review_loop.py [--forget bag,antenna] [--epochs 5] [--budgets 0,10,25,50]
+    nice -n 10 python benchmarks/review_loop.py [--weak-classes bag,antenna] [--logit-shift 2.5] [--epochs 5] [--budgets 0,10,25,50]
 
 Everything is written under runs/bench/review-loop (flyovers are made once and kept).
 """
@@ -84,21 +84,27 @@ def flyovers(seeds: list[int], seconds: float) -> list[Path]:
     return videos
 
 
-def forget_classes(weights: Path, forget: list[str], out: Path) -> Path:
-    """The model with its outputs for `forget` reset to Ultralytics' initial state (Detect.bias_init)."""
+def weaken_classes(weights: Path, classes: list[str], logit_shift: float, out: Path) -> Path:
+    """The model, weak on `classes`: their scores lowered by `logit_shift` (it knows them, but is
+    unsure of them here, as a model trained on other imagery is on drone footage), or with
+    `logit_shift` 0 their outputs reset to Ultralytics' initial state (Detect.bias_init: it has
+    never seen them)."""
     import torch
     from ultralytics import YOLO
 
     model = YOLO(str(weights))
-    unknown = [name for name in forget if name not in model.names.values()]
+    unknown = [name for name in classes if name not in model.names.values()]
     if unknown:
-        raise SystemExit(f"--forget: the model has no class {', '.join(unknown)} ({', '.join(model.names.values())})")
+        raise SystemExit(f"--weak-classes: the model has no class {', '.join(unknown)} ({', '.join(model.names.values())})")
     head = model.model.model[-1]
-    ids = [index for index, name in model.names.items() if name in forget]
+    ids = [index for index, name in model.names.items() if name in classes]
     with torch.no_grad():
         for branch, stride in zip(head.cv3, head.stride):
-            branch[-1].weight[ids] = 0
-            branch[-1].bias[ids] = math.log(5 / head.nc / (640 / float(stride)) ** 2)
+            if logit_shift:
+                branch[-1].bias[ids] -= logit_shift
+            else:
+                branch[-1].weight[ids] = 0
+                branch[-1].bias[ids] = math.log(5 / head.nc / (640 / float(stride)) ** 2)
     model.save(str(out))
     return out
 
@@ -191,24 +197,26 @@ def main() -> None:
     import fiftyone as fo
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--forget", default="bag,antenna", help="classes the weak model has never seen")
+    parser.add_argument("--weak-classes", default="bag,antenna", help="classes the weak model is weak on")
+    parser.add_argument("--logit-shift", type=float, default=2.5,
+                        help="how much lower the weak model scores them (logits); 0: it has never seen them")
     parser.add_argument("--review-seeds", default="101,102,103", help="flyovers to review")
     parser.add_argument("--test-seeds", default="201,202", help="flyovers to test on (never reviewed)")
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--review-conf", type=float, default=0.1, help="scan confidence of the review scans (cold start)")
+    parser.add_argument("--review-conf", type=float, default=0.1, help="scan confidence of the review scans (proposals)")
     parser.add_argument("--budgets", default="0,10,25,50", help="decisions per run (0: the training set alone)")
-    parser.add_argument("--base-images", type=int, default=150, help="synthetic training images of the known classes")
+    parser.add_argument("--base-images", type=int, default=150, help="synthetic training images of the other classes")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--imgsz", type=int, default=640)
     args = parser.parse_args()
     started = time.monotonic()
-    forget = [name.strip() for name in args.forget.split(",") if name.strip()]
+    weak_classes = [name.strip() for name in args.weak_classes.split(",") if name.strip()]
     budgets = [int(b) for b in args.budgets.split(",")]
 
     review_videos = flyovers([int(s) for s in args.review_seeds.split(",")], args.seconds)
     test_videos = flyovers([int(s) for s in args.test_seeds.split(",")], args.seconds)
-    weak = forget_classes(DEMO_WEIGHTS, forget, BENCH_DIR / f"weak-{'-'.join(forget)}.pt")
-    known = [name for name in load_train_config().names if name not in forget]
+    weak = weaken_classes(DEMO_WEIGHTS, weak_classes, args.logit_shift, BENCH_DIR / f"weak-{'-'.join(weak_classes)}-{args.logit_shift:g}.pt")
+    known = [name for name in load_train_config().names if name not in weak_classes]
     base = BENCH_DIR / f"base-{'-'.join(known)}-{args.base_images}".replace(" ", "_")
     if not base.exists():
         generate_dataset(base, known, images=args.base_images, imgsz=640, seed=7)
@@ -221,7 +229,8 @@ def main() -> None:
         return totals[0] / totals[1], totals[2] / max(totals[3], 1)
 
     before = test_scores(weak, "weak")
-    print(f"weak model: the demo detector with {', '.join(forget)} reset; test flyovers {args.test_seeds}: "
+    weakness = f"scored {args.logit_shift:g} logits lower" if args.logit_shift else "reset (never seen)"
+    print(f"weak model: the demo detector with {', '.join(weak_classes)} {weakness}; test flyovers {args.test_seeds}: "
           f"event recall {percent(before[0])}, precision {percent(before[1])}", flush=True)  # fmt: skip
 
     if fo.dataset_exists(DATASET):
@@ -260,7 +269,7 @@ def main() -> None:
                 harvest(DATASET, whole, load_harvest_config(context=0))
                 whole_completeness = score_harvest(whole, truths)[1]
                 decided = [tags[sid] for sid in order[:budget]]
-                new_class_boxes = sum(n for name, n in result.boxes().items() if name in forget)
+                new_class_boxes = sum(n for name, n in result.boxes().items() if name in weak_classes)
             else:
                 shutil.copytree(base, data)
                 precision = completeness = whole_completeness = float("nan")
@@ -278,7 +287,7 @@ def main() -> None:
             verdicts_taken = {kind: sum(tag.startswith(kind) for tag in decided) for kind in (CONFIRMED, CLASS_PREFIX, NOT_OBJECT)}
             print(f"{budget:3d} decisions, {order_name:12s} ({verdicts_taken[CONFIRMED]} confirmed, {verdicts_taken[CLASS_PREFIX]} "
                   f"wrong class, {verdicts_taken[NOT_OBJECT]} not an object): {boxes / max(budget, 1):5.1f} boxes/decision "
-                  f"({new_class_boxes} of {', '.join(forget)}), harvested-box precision {percent(precision)}, completeness "
+                  f"({new_class_boxes} of {', '.join(weak_classes)}), harvested-box precision {percent(precision)}, completeness "
                   f"{percent(completeness)} (whole frames: {percent(whole_completeness)}), {frames} frames -> test recall "
                   f"{percent(recall)} ({(recall - before[0]) * 100:+.1f} points), precision {percent(event_precision)}",
                   flush=True)  # fmt: skip
