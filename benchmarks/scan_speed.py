@@ -10,7 +10,11 @@ machine the wall time depends on the other load, the CPU time much less):
      as a whole program in its own process too (imports, model load, loop), like the command;
   3. decoding alone (`cv2.VideoCapture.read()` over every frame);
   4. when the scan tiles the frame: `cvtriage scan --every 1`, the scan's own detector (same
-     tiles) on every frame, so the recall below isolates what sampling + refinement lose.
+     tiles) on every frame, so the recall below isolates what sampling + refinement lose;
+  5. when the scan refined on crops: the scan again with `refine_crop: false` (refinement on
+     whole frames), to compare event bounds (--no-whole-refinement skips it).
+Inferred frames are printed split into sampling and refinement (whole frames and crops), with the
+model input pixels against every frame's. Frame times and counts are the container's (PyAV).
 Event recall: every-frame detections go through the same tracker; an every-frame event counts
 as found when a scan event has the same class and shares frames with it. (One scan event may
 answer several every-frame events: every frame of a flickering detection splits one object into
@@ -47,12 +51,14 @@ import numpy as np
 from cvtriage.config import ScanConfig
 from cvtriage.detect import FrameDetections
 from cvtriage.events import EventSpan, match_spans, track_events
+from cvtriage.frames import probe_source
 from cvtriage.paths import DEMO_WEIGHTS, PROJECT_ROOT
 from cvtriage.synth.video import truth_path_for
 
 BENCH_DIR = PROJECT_ROOT / "runs" / "bench"
 TRUTH_MIN_IOU = 0.3
 TILED = "every frame, scan's tiles"
+WHOLE = "scan, whole-frame refinement"
 
 
 @dataclass
@@ -92,7 +98,7 @@ def decode_only(video: Path) -> tuple[Timing, int]:
 def every_frame_program(video: Path, weights: str, imgsz: int, conf: float, iou: float, agnostic: bool, out: Path) -> None:
     """Ultralytics' every-frame loop as a user would write it: a whole program (imports, model
     load, the loop), run in its own process so that its time is measured like the scan command's.
-    Writes every frame's detections, the clip's fps, the class names and the loop's own time."""
+    Writes every frame's detections, the class names and the loop's own time."""
     started = time.perf_counter()
     from ultralytics import YOLO
 
@@ -100,7 +106,6 @@ def every_frame_program(video: Path, weights: str, imgsz: int, conf: float, iou:
 
     device = resolve_device("auto")  # every core, as the scan uses
     model = YOLO(weights, task="detect")
-    fps = cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FPS)
     loop_started = time.perf_counter()
     frames = []
     results = model.predict(str(video), stream=True, imgsz=imgsz, conf=conf, iou=iou, agnostic_nms=agnostic,
@@ -109,7 +114,7 @@ def every_frame_program(video: Path, weights: str, imgsz: int, conf: float, iou:
         boxes = result.boxes.cpu().numpy()
         frames.append([boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.astype(int).tolist()])
     finished = time.perf_counter()
-    document = {"fps": fps, "names": class_names(model), "frames": frames,
+    document = {"names": class_names(model), "frames": frames,
                 "loop_wall_s": finished - loop_started, "program_wall_s": finished - started}  # fmt: skip
     out.write_text(json.dumps(document))
 
@@ -117,15 +122,17 @@ def every_frame_program(video: Path, weights: str, imgsz: int, conf: float, iou:
 def every_frame(
     video: Path, weights: str, imgsz: int, conf: float, iou: float, agnostic: bool, scratch: Path
 ) -> tuple[Timing, float, list[FrameDetections], float, dict]:
-    """Run every_frame_program in a child process: (its Timing, the loop's own wall time, frames, fps, names)."""
+    """Run every_frame_program in a child process: (its Timing, the loop's own wall time, frames, the
+    average fps, names). Frame times are the container's timestamps, as the scan's are."""
     out = scratch / "every-frame.json"
     command = [sys.executable, __file__, "--every-frame-program",
                json.dumps([str(video), weights, imgsz, conf, iou, agnostic, str(out)])]  # fmt: skip
     timing = timed_program(command, "every-frame loop")
     document = json.loads(out.read_text())
-    fps = document["fps"]
+    info = probe_source(video)
+    fps = info.fps
     frames = [
-        FrameDetections(index, index / fps, np.array(xyxy, np.float32).reshape(-1, 4), np.array(scores, np.float32),
+        FrameDetections(index, info.time_of(index), np.array(xyxy, np.float32).reshape(-1, 4), np.array(scores, np.float32),
                         np.array(classes, int))  # fmt: skip
         for index, (xyxy, scores, classes) in enumerate(document["frames"])
     ]
@@ -166,6 +173,29 @@ def print_missed(reference: list[EventSpan], matches: list, fps: float) -> None:
                   f"({span_seconds(span, fps):.2f} s)")  # fmt: skip
 
 
+def print_inferred(stats: dict, label: str) -> None:
+    """Inferred frames split into sampling and refinement (whole frames, crops), and model input pixels."""
+    inferred, sampled, cropped = stats["frames_inferred"], stats["frames_sampled"], stats.get("frames_cropped", 0)
+    every = stats["frames_total"] * stats["pixels_per_frame"]
+    print(f"  {label}: inferred {inferred} frames = {sampled} sampling + {inferred - sampled} refinement "
+          f"({inferred - sampled - cropped} whole, {cropped} crops); model input {stats['pixels_inferred'] / 1e6:.1f} "
+          f"Mpx vs {every / 1e6:.1f} Mpx for every frame ({every / max(stats['pixels_inferred'], 1):.1f}x fewer)")  # fmt: skip
+
+
+def print_same_bounds(whole: list[EventSpan], cropped: list[EventSpan]) -> None:
+    """Event bounds of crop refinement against whole-frame refinement (events paired one to one)."""
+    pairs = [(w, c) for w, c in zip(whole, match_spans(whole, cropped)) if c is not None]
+    shifts = [max(abs(w.first_frame - c.first_frame), abs(w.last_frame - c.last_frame)) for w, c in pairs]
+    same = shifts.count(0)
+    print(f"crop vs whole-frame refinement: {same} of {len(whole)} events with identical first and last frames "
+          f"({same / max(len(whole), 1):.0%}), max difference {max(shifts, default=0)} frames; "
+          f"{len(whole) - len(pairs)} whole-refinement events without a crop-refinement event, "
+          f"{len(cropped) - len(pairs)} the other way")  # fmt: skip
+    for w, c in pairs:
+        if (w.first_frame, w.last_frame) != (c.first_frame, c.last_frame):
+            print(f"      {w.class_name}: frames {w.first_frame}-{w.last_frame} whole, {c.first_frame}-{c.last_frame} crops")
+
+
 def flyover(args: argparse.Namespace) -> Path:
     video = BENCH_DIR / f"flyover-{args.width}x{args.height}-{args.seconds:g}s-seed{args.seed}.mp4"
     if not video.exists():
@@ -191,6 +221,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="flyover seed")
     parser.add_argument("--objects", type=int, help="flyover objects (default: the generator's)")
     parser.add_argument("--scan-flags", default="", help='extra `cvtriage scan` flags for both scan runs, e.g. "--fps 1"')
+    parser.add_argument("--no-whole-refinement", action="store_true",
+                        help="skip the second scan that refines on whole frames (to compare event bounds with the crops')")  # fmt: skip
     args = parser.parse_args()
     video = args.video or flyover(args)
     flags = shlex.split(args.scan_flags)
@@ -202,10 +234,19 @@ def main() -> None:
         if stats["tiles"] != "off":
             every_flags = [*without_sampling(flags), "--every", "1"]
             tiled_time, tiled_document = run_scan_command(video, args.weights, Path(scratch) / "every", every_flags)
+        whole_time = whole_document = None
+        if stats.get("frames_cropped") and not args.no_whole_refinement:
+            config = Path(scratch) / "whole-refinement.yaml"
+            config.write_text("refine_crop: false\n")
+            whole_time, whole_document = run_scan_command(
+                video, args.weights, Path(scratch) / "whole", [*flags, "--config", str(config)]
+            )
         settings = ScanConfig.model_validate(document["settings"])  # as the scan ran: tracker, conf, iou
         imgsz = stats["imgsz"]
+        # The loop runs what the scan ran: on the CPU, the weights' cached OpenVINO export (cvtriage/export.py).
+        loop_weights = stats.get("export") or args.weights
         loop_time, loop_alone_s, per_frame, fps, names = every_frame(
-            video, args.weights, imgsz, settings.conf, settings.iou, settings.agnostic_nms, Path(scratch)
+            video, loop_weights, imgsz, settings.conf, settings.iou, settings.agnostic_nms, Path(scratch)
         )
     decode_time, frame_count = decode_only(video)
 
@@ -214,26 +255,40 @@ def main() -> None:
     runs = {"cvtriage scan": scanned, "every-frame loop": loop_events}
     if tiled_document is not None:
         runs["every frame, scan's tiles"] = [EventSpan.of_record(record) for record in tiled_document["events"]]
+    if whole_document is not None:
+        runs[WHOLE] = [EventSpan.of_record(record) for record in whole_document["events"]]
 
     inferred, sampled = stats["frames_inferred"], stats["frames_sampled"]
-    print(f"clip: {video} ({frame_count} frames, {fps:g} fps); model: {args.weights}")
+    print(f"clip: {video} ({frame_count} frames, {fps:g} fps); model: {args.weights}"
+          + (f", run through its OpenVINO export {loop_weights}" if stats.get("export") else ""))  # fmt: skip
     print(f"scan: {' '.join(flags) or 'defaults'}; sample 1 frame in {stats['sample_step']}, tiles {stats['tiles']}, "
           f"input {imgsz} px; inferred {inferred} of {stats['frames_total']} frames "
           f"({sampled} sampled + {inferred - sampled} refining)")  # fmt: skip
+    print_inferred(stats, "scan")
+    if whole_document is not None:
+        print_inferred(whole_document["stats"], "scan, whole-frame refinement")
     print(f"decode only                {decode_time}   ({frame_count / decode_time.wall_s:.0f} fps)")
     print(f"every-frame loop (program) {loop_time}   ({frame_count / loop_time.wall_s:.1f} fps)   "
           f"{len(loop_events)} events; the loop alone (no imports, no model load) {loop_alone_s:.1f} s")  # fmt: skip
     if tiled_time is not None:
         print(f"every frame, scan's tiles  {tiled_time}   (the command)   {len(runs[TILED])} events")
     print(f"cvtriage scan (command)    {scan_time}   {len(scanned)} events")
+    if whole_time is not None:
+        print(f"  the same, whole-frame refinement {whole_time}   {len(runs[WHOLE])} events")
     for clock in ("wall_s", "cpu_s"):
         loop, taken, decode = getattr(loop_time, clock), getattr(scan_time, clock), getattr(decode_time, clock)
         print(f"  {clock[:-2]:4s}: scan {loop / taken:5.1f}x faster than the every-frame loop (target >= 5), "
               f"{taken / decode:5.1f}x decode-only (target <= 3)")  # fmt: skip
 
+    if whole_document is not None:
+        print_same_bounds(runs[WHOLE], scanned)
     for label, reference in (("the every-frame loop", loop_events), ("every frame, scan's tiles", runs.get(TILED))):
         if reference is None:
             continue
+        if whole_document is not None:
+            whole_matches = match_spans(reference, runs[WHOLE], one_to_one=False)
+            print(f"event recall of the scan with whole-frame refinement vs {label}: {recall(whole_matches)}")
+            print_missed(reference, whole_matches, fps)
         matches = match_spans(reference, scanned, one_to_one=False)
         lasting = [(span, match) for span, match in zip(reference, matches) if span_seconds(span, fps) >= 1.0]
         print(f"event recall of the scan vs {label}: {recall(matches)} (target >= 95%); "

@@ -83,6 +83,9 @@ def scan_command(
     tile: Optional[str] = typer.Option(None, help="Tiling for small objects: auto, off, or RxC such as 2x3."),
     batch: Optional[str] = typer.Option(None, help="Sampled frames per model call, or auto (1 on the CPU, 8 on CUDA)."),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, or a CUDA index such as 0."),
+    no_export: bool = typer.Option(
+        False, "--no-export", help="On the CPU, run .pt weights with PyTorch, not their cached OpenVINO export."
+    ),
     out: Optional[Path] = typer.Option(None, help="Parent folder of the results (default runs/scan): <out>/<source-stem>/."),
     dataset: Optional[str] = typer.Option(None, help="FiftyOne dataset receiving the event keyframes (default cvtriage-scan)."),
     no_dataset: bool = typer.Option(False, "--no-dataset", help="Do not store the events in FiftyOne."),
@@ -105,7 +108,7 @@ def scan_command(
         config,
         weights=weights, classes=classes, conf=conf, every=every, fps=fps, imgsz=imgsz, tile=tile, batch=batch,
         device=device, out=None if out is None else str(out), dataset=dataset,
-        replace_decisions=replace_decisions or None,
+        replace_decisions=replace_decisions or None, export="off" if no_export else None,
     )  # fmt: skip
     if no_dataset:
         settings.dataset = None

@@ -21,11 +21,14 @@ import numpy as np
 
 from cvtriage.config import ScanConfig
 from cvtriage.dataset import iou_matrix
-from cvtriage.detect import FrameDetections
+from cvtriage.detect import FrameDetections, centred_in
 
 # Probes inside a gap are this many frames apart; the frame reader keeps that many decoded
 # frames so the bisection between two probes needs no second decode.
 MAX_PROBE_SPACING = 8
+# Between two probes (at most MAX_PROBE_SPACING frames apart) an object moves less than this many
+# times its size: what refinement crops allow for (see _crop_around_change).
+MOTION_SIDES = 2.0
 # 95% quantile of chi-square with 2 degrees of freedom: ByteTrack's gate for a box centre.
 CHI2_95_2DOF = 5.9915
 
@@ -46,17 +49,21 @@ class Event:
     best_frame: int  # the keyframe: the frame of peak confidence
     best_box_xyxy: tuple[float, float, float, float]
     frames_seen: int  # inferred frames in which the tracker matched the object
-    # The object's box in each of those frames: (frame, x1, y1, x2, y2, confidence), in frame
-    # order. A reviewer's decision on the event labels all of them (cvtriage.teach.harvest).
+    # The object's box in each of those frames inferred whole (not refinement crops): (frame, x1,
+    # y1, x2, y2, confidence), in frame order. A reviewer's decision on the event labels all of
+    # them (cvtriage.teach.harvest).
     track: list[tuple[int, float, float, float, float, float]] = field(default_factory=list)
 
 
 # --- coarse-to-fine -----------------------------------------------------------------------------
 
 
-def class_counts(frame: FrameDetections, min_score: float = 0.0) -> Counter:
-    """Objects per class scored at least `min_score`."""
-    return Counter(frame.class_ids[frame.scores >= min_score].tolist())
+def class_counts(frame: FrameDetections, min_score: float = 0.0, region: tuple[int, int, int, int] | None = None) -> Counter:
+    """Objects per class scored at least `min_score` (with `region`: centred inside it)."""
+    keep = frame.scores >= min_score
+    if region is not None:
+        keep &= centred_in(frame.boxes_xyxy, region)
+    return Counter(frame.class_ids[keep].tolist())
 
 
 def changed_classes(a: FrameDetections, b: FrameDetections, conf: float) -> list[int]:
@@ -70,21 +77,81 @@ def changed_classes(a: FrameDetections, b: FrameDetections, conf: float) -> list
     return sorted(c for c in set(strong_a) | set(strong_b) if strong_a[c] > all_b[c] or strong_b[c] > all_a[c])
 
 
+def changed_boxes(a: FrameDetections, b: FrameDetections, classes: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The boxes (N, 4) of `classes` in both frames, and which of them have no counterpart of
+    their class in the other frame: pairs are matched nearest centres first, up to MOTION_SIDES
+    times the larger box's side apart. (A class whose boxes all found one, a score that crossed
+    conf, has all of them marked.)"""
+    boxes, unmatched = [], []
+    for class_id in classes:
+        boxes_a, boxes_b = a.boxes_xyxy[a.class_ids == class_id], b.boxes_xyxy[b.class_ids == class_id]
+        distance = np.linalg.norm(_centres(boxes_a)[:, None] - _centres(boxes_b)[None], axis=2)
+        reach = MOTION_SIDES * np.maximum(_sides(boxes_a)[:, None], _sides(boxes_b)[None])
+        free_a, free_b = np.ones(len(boxes_a), bool), np.ones(len(boxes_b), bool)
+        for i, j in zip(*np.unravel_index(np.argsort(distance, axis=None, kind="stable"), distance.shape)):
+            if distance[i, j] <= reach[i, j] and free_a[i] and free_b[j]:
+                free_a[i] = free_b[j] = False
+        free = np.concatenate([free_a, free_b])
+        boxes.append(np.concatenate([boxes_a, boxes_b]))
+        unmatched.append(free if free.any() else ~free)
+    if not boxes:
+        return np.zeros((0, 4), np.float32), np.zeros(0, bool)
+    return np.concatenate(boxes), np.concatenate(unmatched)
+
+
+def _centres(boxes: np.ndarray) -> np.ndarray:
+    return (boxes[:, :2] + boxes[:, 2:]) / 2
+
+
+def _sides(boxes: np.ndarray) -> np.ndarray:
+    return (boxes[:, 2:] - boxes[:, :2]).max(1)
+
+
+def _crop_around_change(
+    low: FrameDetections, high: FrameDetections, classes: list[int], conf: float, region_for
+) -> np.ndarray | None:
+    """The boxes a bisection between `low` and `high` may crop around (None: whole frames): the
+    changed objects (`changed_boxes`), joined by every box of their classes within reach of the
+    crop's region (an object moving across its edge would change the count inside it), as long as
+    the region's change in count is the frame's, class by class."""
+    boxes, chosen = changed_boxes(low, high, classes)
+    if not chosen.any():
+        return None
+    reach = MOTION_SIDES * _sides(boxes).max()
+    while True:
+        region = region_for(boxes[chosen])
+        if region is None:
+            return None
+        x0, y0, x1, y1 = region
+        near = centred_in(boxes, (x0 - reach, y0 - reach, x1 + reach, y1 + reach)) & ~chosen
+        if not near.any():
+            break
+        chosen |= near
+    change = lambda c, region: class_counts(low, conf, region)[c] - class_counts(high, conf, region)[c]  # noqa: E731
+    return boxes[chosen] if all(change(c, region) == change(c, None) for c in classes) else None
+
+
 def refine_gap(
     before: FrameDetections,
     after: FrameDetections,
-    detect_frame: Callable[[int], FrameDetections | None],
+    detect_frame: Callable[..., FrameDetections | None],
     conf: float,
+    region_for: Callable[[np.ndarray], tuple[int, int, int, int] | None] | None = None,
 ) -> None:
     """Find the exact frames where what is seen at `conf` changes between two sampled frames.
 
-    `detect_frame(index)` returns the frame's detections (inferring it if need be) or None when
-    the frame cannot be decoded. Probes every MAX_PROBE_SPACING frames find which stretches
-    changed (`changed_classes`); then, for each class that changed across a stretch, a bisection
-    narrows the change of its count at `conf` down to two adjacent frames. One boundary per class
-    and stretch: a detection that flickers near the change is not chased frame by frame.
-    Frames are asked for in increasing order, except during a bisection, which stays within the
-    last probe spacing (the reader's cache).
+    `detect_frame(index, around=None)` returns the frame's detections (inferring it if need be)
+    or None when the frame cannot be decoded; with `around`, boxes (N, 4), it infers only a crop
+    around them where `region_for(around)` gives the region such a crop answers for (objects
+    centred in it), and the whole frame where it gives None. Probes every MAX_PROBE_SPACING
+    frames, whole frames, find which stretches changed (`changed_classes`), also by objects no
+    sampled frame saw; then, for each class that changed across a stretch, a bisection narrows the
+    change of its count at `conf` down to two adjacent frames. The bisection's probes are one crop
+    around the objects that changed (`changed_boxes`), compared within its region, when that
+    region holds the stretch's whole change in count (else whole frames: _crop_around_change).
+    One boundary per class and stretch: a detection that flickers near the change is not chased
+    frame by frame. Frames are asked for in increasing order, except during a bisection, which
+    stays within the last probe spacing (the reader's cache).
     """
     if after.frame_index - before.frame_index <= 1 or not changed_classes(before, after, conf):
         return
@@ -93,20 +160,26 @@ def refine_gap(
         probe = after if index == after.frame_index else detect_frame(index)
         if probe is None:
             continue
-        for class_id in changed_classes(previous, probe, conf):
-            _bisect(previous, probe, class_id, conf, detect_frame)
+        changed = changed_classes(previous, probe, conf)
+        ask = detect_frame
+        around = _crop_around_change(previous, probe, changed, conf, region_for) if changed and region_for else None
+        if around is not None:
+            ask = lambda index, around=around: detect_frame(index, around)  # noqa: E731
+        for class_id in changed:
+            _bisect(previous, probe, class_id, conf, ask)
         previous = probe
 
 
 def _bisect(low: FrameDetections, high: FrameDetections, class_id: int, conf: float, detect_frame) -> None:
     """Infer frames between two frames until a change of the count of `class_id` at `conf` sits
-    between adjacent frames."""
-    count = lambda frame: class_counts(frame, conf)[class_id]  # noqa: E731
+    between adjacent frames. Where a probe is a crop, frames are compared within its region only."""
+    count = lambda frame, region: class_counts(frame, conf, region)[class_id]  # noqa: E731
     while high.frame_index - low.frame_index > 1:
         middle = detect_frame((low.frame_index + high.frame_index) // 2)
         if middle is None:
             return
-        if count(middle) != count(low):
+        region = middle.region or low.region  # the bisection's crop (None: whole frames)
+        if count(middle, region) != count(low, region):
             high = middle
         else:
             low = middle
@@ -168,6 +241,20 @@ def _sparse_byte_tracker_class():
             # Unconfirmed (one-frame) tracks are not in the pool ByteTrack predicts; move them too.
             self.multi_predict(unconfirmed)
 
+        def update_within(self, results, region: tuple[int, int, int, int] | None):
+            """update() for a frame of which only `region` was inferred (a refinement crop): the
+            tracks centred outside it were not looked for there, so they are only moved on, as
+            ByteTrack predicts every track, neither lost nor dropped for want of a match."""
+            if region is None:
+                return self.update(results)
+            pools = (self.tracked_stracks, self.lost_stracks)
+            held = [t for pool in pools for t in pool if not centred_in(t.xyxy[None], region)[0]]
+            self.tracked_stracks, self.lost_stracks = ([t for t in pool if t not in held] for pool in pools)
+            self.update(results)
+            self.multi_predict(held)
+            self.tracked_stracks += [t for t in held if t.state == TrackState.Tracked]
+            self.lost_stracks += [t for t in held if t.state == TrackState.Lost]
+
         def get_dists(self, tracks, detections):
             overlap = matching.iou_distance(tracks, detections)
             if self.args.fuse_score:
@@ -198,6 +285,7 @@ class _TrackRecord:
     best_box: tuple[float, float, float, float]
     boxes: list[tuple[int, float, float, float, float, float]]
     confirmed: bool = False
+    best_whole: bool = True  # the best frame was inferred whole
 
 
 class EventTracker:
@@ -239,28 +327,33 @@ class EventTracker:
         data = np.concatenate(
             [frame.boxes_xyxy, frame.scores[:, None], frame.class_ids[:, None].astype(np.float32)], axis=1
         )
-        self.tracker.update(Boxes(data, orig_shape=(1, 1)))
+        self.tracker.update_within(Boxes(data, orig_shape=(1, 1)), frame.region)
         for track in self.tracker.tracked_stracks:
             if track.frame_id != self.tracker.frame_id:
                 continue  # not matched in this frame
             self._record(track.track_id, bool(track.is_activated), frame, int(track.idx))
 
     def _record(self, track_id: int, confirmed: bool, frame: FrameDetections, index: int) -> None:
+        # A crop (refinement) counts for the event's first and last frame, but its box is not in
+        # the track, nor its frame the keyframe unless no whole frame saw the object: the frame's
+        # other objects were not looked for, so it must not be labelled or shown as a whole.
         score = float(frame.scores[index])
         box = tuple(float(v) for v in frame.boxes_xyxy[index])
+        whole = frame.region is None
+        boxes = [(frame.frame_index, *box, score)] if whole else []
         record = self.tracks.get(track_id)
         if record is None:
             self.tracks[track_id] = _TrackRecord(
                 int(frame.class_ids[index]), frame.frame_index, frame.frame_index, frame.time_s, frame.time_s, 1,
-                score, frame.frame_index, box, [(frame.frame_index, *box, score)], confirmed,
+                score, frame.frame_index, box, boxes, confirmed, whole,
             )  # fmt: skip
             return
-        record.boxes.append((frame.frame_index, *box, score))
+        record.boxes += boxes
         record.last_frame, record.last_time_s = frame.frame_index, frame.time_s
         record.frames_seen += 1
         record.confirmed |= confirmed
-        if score > record.peak_confidence:
-            record.peak_confidence, record.best_frame, record.best_box = score, frame.frame_index, box
+        if (whole, score) > (record.best_whole, record.peak_confidence):
+            record.peak_confidence, record.best_frame, record.best_box, record.best_whole = score, frame.frame_index, box, whole
 
     def _kept(self) -> list[tuple[int, _TrackRecord]]:
         return [

@@ -28,20 +28,22 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cvtriage.config import ScanConfig
-from cvtriage.detect import Detector, FrameDetections
+from cvtriage.detect import Crop, Detector, FrameDetections
 from cvtriage.errors import CvtriageError
 from cvtriage.events import MAX_PROBE_SPACING, Event, EventTracker, refine_gap
+from cvtriage.export import backend_identity, cached_export, export_planned, load_export, loaded_from
 from cvtriage.frames import BadRange, FrameReader, FrameSource, PrefetchedFrames, VideoInfo, probe_source, sample_step
 from cvtriage.model import class_names, describe_device, inference_batch, load_model, resolve_classes, resolve_device
 
 # 2: frames hold detections down to detect.WEAK_CONF_SHARE x conf; 3: time_s is the container's
-# presentation time (a log of index / fps times would mix two clocks in one result)
-LOG_VERSION = 3
+# presentation time (a log of index / fps times would mix two clocks in one result); 4: a
+# refinement crop's frame carries its region
+LOG_VERSION = 4
 # The settings that change which frames are inferred or what the model finds in them: a log
 # written under other values cannot be resumed. (Tracking settings only replay the log.)
 DETECTION_SETTINGS = {
     "weights", "classes", "conf", "iou", "imgsz", "every", "fps", "batch",
-    "tile", "tile_overlap", "tile_full_frame", "refine", "device",
+    "tile", "tile_overlap", "tile_full_frame", "refine", "refine_crop", "device",
 }  # fmt: skip
 # Sampled frames per model call on CUDA for `batch: auto` (the CPU takes them one at a time).
 GPU_SCAN_BATCH = 8
@@ -75,14 +77,17 @@ def _file_identity(path: Path) -> list:
     return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
 
 
-def scan_fingerprint(video: VideoInfo, settings: ScanConfig, images: list[Path]) -> str:
+def scan_fingerprint(video: VideoInfo, settings: ScanConfig, images: list[Path], export: str | None = None) -> str:
+    """`export`: what the OpenVINO export's detections depend on, when the scan runs one
+    (cvtriage.export): its scores differ from PyTorch's by up to ~0.02, enough to change events."""
     source = [_file_identity(p) for p in images] if video.kind == "images" else [_file_identity(video.path)]
     weights = Path(settings.weights)
     model = _file_identity(weights) if weights.is_file() else [settings.weights]
     if weights.is_dir():  # an exported model folder (OpenVINO): its files
         model = [_file_identity(p) for p in sorted(weights.rglob("*")) if p.is_file()]
     detection = settings.model_dump(include=DETECTION_SETTINGS)
-    payload = json.dumps([LOG_VERSION, source, model, detection], sort_keys=True, default=str)
+    parts = [LOG_VERSION, source, model, detection] + ([["export", export]] if export else [])
+    payload = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -155,7 +160,10 @@ def _record_from_frame(frame: FrameDetections) -> dict:
         [*map(float, box), float(score), int(class_id)]
         for box, score, class_id in zip(frame.boxes_xyxy, frame.scores, frame.class_ids)
     ]
-    return {"frame": frame.frame_index, "time_s": frame.time_s, "boxes": boxes}
+    record = {"frame": frame.frame_index, "time_s": frame.time_s, "boxes": boxes}
+    if frame.region is not None:
+        record["region"] = list(frame.region)
+    return record
 
 
 def _frame_from_record(record: dict) -> FrameDetections:
@@ -166,6 +174,7 @@ def _frame_from_record(record: dict) -> FrameDetections:
         rows[:, :4].astype(np.float32),
         rows[:, 4].astype(np.float32),
         rows[:, 5].astype(np.int64),
+        tuple(record["region"]) if "region" in record else None,
     )
 
 
@@ -191,6 +200,10 @@ class _Scan:
         self.video = probe_source(source)
         self.model = model if model is not None else load_model(settings.weights)
         self.device = resolve_device(settings.device)
+        self.export = None  # the OpenVINO export's folder, when the scan runs one
+        if export_planned(settings, self.device) and loaded_from(self.model, settings.weights):
+            self.export = cached_export(settings.weights, console)
+            self.model = load_export(str(self.export), self.device)
         # Set up Ultralytics' predictor first: asked for its class names before, an exported
         # model (OpenVINO, ONNX) would be compiled twice, once for a throwaway predictor.
         self.model.predict([np.zeros((32, 32, 3), np.uint8)], imgsz=settings.imgsz, device=self.device, verbose=False)
@@ -199,7 +212,9 @@ class _Scan:
         self.detector = Detector(self.model, settings, class_ids, self.device, self.video.width, self.video.height)
         self.step = sample_step(self.video, settings.every, settings.fps)
         self.source = FrameSource(self.video)
-        self.log = DetectionLog(log_path(settings, source), scan_fingerprint(self.video, settings, self.source.images))
+        backend = backend_identity() if self.export else None
+        fingerprint = scan_fingerprint(self.video, settings, self.source.images, backend)
+        self.log = DetectionLog(log_path(settings, source), fingerprint)
         self.resumed_frames = len(self.log.frames)
         self.reader = self.source.reader(cache_frames=MAX_PROBE_SPACING)
         self.tracker = EventTracker(self.video.fps, self.class_names, settings)
@@ -216,26 +231,28 @@ class _Scan:
         self.pending.extend(frames)
         self.inferred_now += len(frames)
 
-    def _infer_batch(self, batch: list[tuple[int, np.ndarray]]) -> None:
+    def _infer_batch(self, batch: list[tuple[int, np.ndarray]], crop: Crop | None = None) -> None:
         frames = [(index, self.video.time_of(index), image) for index, image in batch]
-        self._record(self.detector.detect(frames))
+        self._record(self.detector.detect(frames, crop))
 
-    def detect_frame(self, index: int) -> FrameDetections | None:
-        """One frame's detections: from the log, or read and inferred now (None if undecodable)."""
+    def detect_frame(self, index: int, around: np.ndarray | None = None) -> FrameDetections | None:
+        """One frame's detections: from the log, or read and inferred now (None if undecodable).
+        With `around` (boxes), only a crop showing them where the detector finds that sound (see
+        refine_gap: a frame is only ever asked for with one set of boxes)."""
         if index in self.log.frames:
             return self.log.frames[index]
         image = self.reader.read(index)
         if image is None:
             self.bad.add(index)
             return None
-        self._infer_batch([(index, image)])
+        self._infer_batch([(index, image)], self.detector.crop_for(around) if around is not None else None)
         return self.log.frames[index]
 
     # -- in-order bookkeeping --------------------------------------------------------------------
 
     def _take_sample(self, frame: FrameDetections) -> None:
         if self.last_sample is not None and self.settings.refine:
-            refine_gap(self.last_sample, frame, self.detect_frame, self.settings.conf)
+            refine_gap(self.last_sample, frame, self.detect_frame, self.settings.conf, self.detector.region_for)
         self.last_sample = frame
         self._track_until(frame.frame_index)
 
@@ -330,17 +347,23 @@ class _Scan:
             message = f"cvtriage: warning: {self.video.path}: {bad}"
             self.console.print(message, style="yellow", soft_wrap=True, markup=False, highlight=False)
         # What the model found at the scan's threshold (the weaker ones only served refinement).
+        # Refinement crops are left out: their frames' other objects were not looked for.
         in_order = sorted(self.log.frames.values(), key=lambda f: f.frame_index)
-        detections = [frame.at_least(self.settings.conf) for frame in in_order]
+        detections = [frame.at_least(self.settings.conf) for frame in in_order if frame.region is None]
         stats = {
             "frames_total": decoded,
-            "frames_inferred": len(detections),
+            "frames_inferred": len(in_order),
+            "frames_cropped": len(in_order) - len(detections),  # of those, refinement crops
             "frames_sampled": len(range(0, decoded, self.step)),
+            # Model input pixels (letterboxed) this run inferred, and what one whole frame takes.
+            "pixels_inferred": self.detector.pixels_inferred,
+            "pixels_per_frame": self.detector.pixels_per_frame,
             "sample_step": self.step,
             "frames_resumed": self.resumed_frames,
             "tiles": self.detector.describe_tiling(),
             "imgsz": self.detector.input_size,
             "device": describe_device(self.device),
+            "export": str(self.export) if self.export else None,
             "bad_ranges": [(bad.first, bad.last) for bad in bad_ranges],
             "wall_time_s": round(time.perf_counter() - self.started, 3),
             "cpu_time_s": round(time.process_time() - self.cpu_started, 3),  # every thread of this process
@@ -435,7 +458,8 @@ def scan_is_finished(source: Path, settings: ScanConfig) -> bool:
         video = probe_source(Path(source))
     except (ValueError, IndexError, CvtriageError):
         return False
-    fingerprint = scan_fingerprint(video, settings, FrameSource(video).images)
+    export = backend_identity() if export_planned(settings, resolve_device(settings.device)) else None
+    fingerprint = scan_fingerprint(video, settings, FrameSource(video).images, export)
     return header.get("fingerprint") == fingerprint and last.get("complete") is True
 
 
@@ -462,5 +486,6 @@ def summary_table(result: ScanResult) -> Group:
     )
     if stats["frames_resumed"]:
         figures.add_row("resumed", f"{stats['frames_resumed']} frames from the interrupted run")
-    figures.add_row("wall time", f"{stats['wall_time_s']:.1f} s on {stats['device']}")
+    backend = ", OpenVINO export" if stats.get("export") else ""
+    figures.add_row("wall time", f"{stats['wall_time_s']:.1f} s on {stats['device']}{backend}")
     return Group(events, figures)

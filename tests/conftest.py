@@ -26,6 +26,9 @@ os.environ["FIFTYONE_DEFAULT_DATASET_DIR"] = str(_SESSION_DIR / "fiftyone-media"
 os.environ["YOLO_OFFLINE"] = "1"
 os.environ["YOLO_CONFIG_DIR"] = str(_SESSION_DIR / "yolo-config")
 os.environ["MPLBACKEND"] = "Agg"
+# Scans run PyTorch, as before: OpenVINO exports are made only by the export's own tests, in
+# their tmp folders, never beside the project's weights (see cvtriage.export).
+os.environ["CVTRIAGE_NO_EXPORT"] = "1"
 
 _font_dir = _SESSION_DIR / "yolo-config" / "Ultralytics"
 _font_dir.mkdir(parents=True)

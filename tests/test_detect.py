@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 
 from cvtriage.config import load_scan_config
-from cvtriage.detect import Detector, merge_across_tiles, tile_grid, tile_windows, whole_frame_input
+from cvtriage.detect import (
+    CROP_CONTEXT, CROP_MARGIN, STRIDE, Detector, Letterbox, crop_around, merge_across_tiles, tile_grid, tile_windows,
+    whole_frame_input,
+)
+from cvtriage.openvino_crops import OpenVinoCrops
 from square_video import Square, SquareDetector, render
 
 
@@ -78,7 +82,7 @@ def test_merge_joins_an_object_cut_at_a_seam_but_not_different_objects():
     assert merged_classes.tolist() == [0, 0, 0]
 
 
-def test_tiled_batch_finds_small_objects_once_each_in_one_model_call():
+def test_tiled_batch_finds_small_objects_once_each():
     settings = load_scan_config(imgsz=64, tile="auto", tile_overlap=0.2, conf=0.3, tile_full_frame=True)
     squares = [
         Square(0, 0, 9, 165, 40, side=12),  # cut by the right edge of the second tile column (x=170)
@@ -92,7 +96,11 @@ def test_tiled_batch_finds_small_objects_once_each_in_one_model_call():
     assert detector.windows[0] == (0, 0, 320, 192) and detector.images_per_frame == 13  # whole frame + tiles
     assert [w[:3:2] for w in detector.windows[1:5]] == [(0, 95), (75, 170), (150, 245), (225, 320)]
     found = detector.detect(frames)
-    assert model.calls == [3 * detector.images_per_frame]  # all tiles of all frames, one call
+    assert model.calls == [1] * 3 * detector.images_per_frame  # on the CPU, one tile per call
+    gpu_model = SquareDetector()
+    on_gpu = Detector(gpu_model, settings, None, "0", 320, 192).detect(frames)
+    assert on_gpu[0].boxes_xyxy.tolist() == found[0].boxes_xyxy.tolist()
+    assert gpu_model.calls == [3 * detector.images_per_frame]  # on a GPU, all tiles of all frames in one call
     for frame in found:
         boxes = sorted(map(tuple, frame.boxes_xyxy.astype(int).tolist()))
         assert boxes == [(20, 20, 30, 30), (165, 40, 177, 52), (250, 150, 260, 160)]
@@ -106,3 +114,79 @@ def test_classes_filter_reaches_the_model():
     image = render([Square(0, 0, 0, 10, 10), Square(1, 0, 0, 100, 100)], 0, 320, 192)
     [frame] = Detector(SquareDetector(), settings, [1], "cpu", 320, 192).detect([(0, 0.0, image)])
     assert frame.class_ids.tolist() == [1]
+
+
+def test_openvino_export_runs_its_tiles_side_by_side_with_the_boxes_predict_gives(shared_data):
+    import cv2
+
+    from cvtriage.model import load_model
+
+    pytest.importorskip("openvino")
+    model = load_model(shared_data / "weights" / "yolov8n-coco-int8_openvino_model")
+    image = cv2.imread(str(shared_data / "images" / "aerial_small_vehicles.jpeg"))
+    height, width = image.shape[:2]
+    settings = load_scan_config(tile="2x3", tile_overlap=0.2, tile_full_frame=True, conf=0.3, iou=0.7)
+    detector = Detector(model, settings, None, "cpu", width, height)
+    assert detector.openvino is not None and detector.input_size == 640  # read from the export itself
+    [direct] = detector.detect([(0, 0.0, image)])
+    detector.openvino = None  # the same crops through Ultralytics' predict
+    [reference] = detector.detect([(0, 0.0, image)])
+    assert len(direct) == len(reference) > 10
+    order, reference_order = np.lexsort(direct.boxes_xyxy.T), np.lexsort(reference.boxes_xyxy.T)
+    assert direct.boxes_xyxy[order] == pytest.approx(reference.boxes_xyxy[reference_order], abs=0.01)
+    assert direct.scores[order] == pytest.approx(reference.scores[reference_order], abs=1e-4)
+    assert direct.class_ids[order].tolist() == reference.class_ids[reference_order].tolist()
+    # Not an OpenVINO export, or not on the CPU: Ultralytics' predict.
+    assert Detector(SquareDetector(), settings, None, "cpu", width, height).openvino is None
+    assert OpenVinoCrops.for_model(model, "0") is None
+
+
+def test_refinement_crop_is_a_piece_of_the_whole_frame_input_on_the_stride_grid():
+    letterbox = Letterbox.of_frame(1280, 720, 864)  # as Ultralytics letterboxes it: 864x486, padded to 512
+    assert (letterbox.ratio, letterbox.left, letterbox.top, letterbox.width, letterbox.height) == (0.675, 0, 13, 864, 512)
+    crop = crop_around(np.array([[600, 300, 640, 340]]), letterbox)
+    x0, y0, x1, y1 = crop.window
+    assert all(v % STRIDE == 0 for v in crop.window) and x1 - x0 == y1 - y0 == crop.imgsz == 320
+    # In input pixels the box is 405-432 x 215.5-242.5: margin and context on every side.
+    reach = CROP_MARGIN + CROP_CONTEXT
+    assert x0 <= 405 - reach and y0 <= 215.5 - reach and x1 >= 432 + reach and y1 >= 242.5 + reach
+    # The region it answers for: the box grown by CROP_MARGIN input pixels, in frame pixels.
+    grow = CROP_MARGIN / 0.675
+    assert crop.region == (int(600 - grow), int(300 - grow), int(np.ceil(640 + grow)), int(np.ceil(340 + grow)))
+    # At the frame's corners the window stops at the input's edge and the region at the frame's.
+    corner = crop_around(np.array([[0, 0, 30, 30]]), letterbox)
+    assert corner.window == (0, 0, 256, 256) and corner.region[:2] == (0, 0)  # a square of CROP_SIDES
+    far = crop_around(np.array([[1250, 690, 1280, 720]]), letterbox)
+    assert far.window[2:] == (864, 512) and far.region[2:] == (1280, 720)
+    # Objects far apart would make a crop of most of the frame: the whole frame is inferred.
+    assert crop_around(np.array([[100, 100, 140, 140], [1100, 600, 1140, 640]]), letterbox) is None
+    assert crop_around(np.zeros((0, 4)), letterbox) is None
+    settings = load_scan_config(imgsz=640, tile="auto")
+    assert Detector(SquareDetector(), settings, None, "cpu", 1280, 720).crop_for(np.array([[600, 300, 640, 340]])) is None
+
+
+def test_the_scans_dynamic_openvino_export_gives_predicts_boxes_at_any_input_size(tmp_path, monkeypatch):
+    import shutil
+
+    pytest.importorskip("openvino")
+    from rich.console import Console
+
+    from cvtriage import export
+    from cvtriage.paths import DEMO_WEIGHTS
+
+    monkeypatch.delenv(export.NO_EXPORT_ENV, raising=False)
+    weights = tmp_path / "demo.pt"
+    shutil.copyfile(DEMO_WEIGHTS, weights)
+    model = export.load_export(str(export.cached_export(weights, Console(quiet=True))), "cpu")
+    image = np.random.default_rng(0).integers(0, 255, (300, 500, 3), np.uint8)
+    for tile, imgsz in (("2x2", 160), ("off", 320)):
+        settings = load_scan_config(tile=tile, imgsz=imgsz, conf=0.02, tile_full_frame=True)
+        detector = Detector(model, settings, None, "cpu", 500, 300)
+        assert detector.openvino is not None and detector.openvino.fixed_size is None
+        [direct] = detector.detect([(0, 0.0, image)])
+        detector.openvino = None
+        [reference] = detector.detect([(0, 0.0, image)])
+        assert len(direct) == len(reference) > 0
+        order, reference_order = np.lexsort(direct.boxes_xyxy.T), np.lexsort(reference.boxes_xyxy.T)
+        assert direct.boxes_xyxy[order] == pytest.approx(reference.boxes_xyxy[reference_order], abs=0.01)
+        assert direct.scores[order] == pytest.approx(reference.scores[reference_order], abs=1e-4)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from cvtriage.config import load_scan_config
-from cvtriage.detect import FrameDetections
-from cvtriage.events import EventSpan, match_spans, refine_gap, track_events
+from cvtriage.detect import FrameDetections, centred_in
+from cvtriage.events import EventSpan, changed_boxes, match_spans, refine_gap, track_events
 from square_video import Square
 
 FPS = 30.0
@@ -30,7 +30,7 @@ class Oracle:
         self.squares = squares
         self.asked: list[int] = []
 
-    def __call__(self, index):
+    def __call__(self, index, around=None):
         self.asked.append(index)
         return frame_of(self.squares, index)
 
@@ -66,6 +66,55 @@ def test_a_score_dipping_below_conf_is_not_refined_and_makes_no_event_but_leavin
     assert {140, 141} <= set(oracle.asked)
     weak = [frame_of(squares, index, score=0.25) for index in range(0, 140, 10)]
     assert track_events(weak, FPS, {0: "car"}, SETTINGS) == []
+
+
+class CropOracle(Oracle):
+    """Oracle answering a probe asked `around` boxes with a crop: only the squares centred in the
+    region `region_for` gives (their boxes grown by 40 px), as Detector.crop_for does."""
+
+    def __init__(self, squares):
+        super().__init__(squares)
+        self.cropped: list[int] = []
+
+    @staticmethod
+    def region_for(boxes):
+        return (*(boxes[:, :2].min(0) - 40).astype(int), *(boxes[:, 2:].max(0) + 40).astype(int))
+
+    def __call__(self, index, around=None):
+        frame = super().__call__(index)
+        if around is None:
+            return frame
+        self.cropped.append(index)
+        region = self.region_for(around)
+        keep = centred_in(frame.boxes_xyxy, region)
+        return FrameDetections(index, frame.time_s, frame.boxes_xyxy[keep], frame.scores[keep], frame.class_ids[keep], region)
+
+
+def test_bisection_on_crops_around_the_object_that_changed_finds_the_same_frame():
+    # One car leaves at 47; another car and a person stay in view far from it.
+    squares = [Square(0, 0, 47, 300, 100), Square(0, 0, 200, 20, 20), Square(1, 0, 200, 200, 200)]
+    whole, crops = Oracle(squares), CropOracle(squares)
+    refine_gap(frame_of(squares, 30), frame_of(squares, 60), whole, SETTINGS.conf)
+    refine_gap(frame_of(squares, 30), frame_of(squares, 60), crops, SETTINGS.conf, CropOracle.region_for)
+    assert crops.asked == whole.asked and {47, 48} <= set(crops.asked)
+    assert crops.cropped == [index for index in crops.asked if index % 8 != 6]  # all but the probes at 38, 46, 54
+    boxes, unmatched = changed_boxes(frame_of(squares, 46), frame_of(squares, 54), [0])
+    assert boxes[unmatched].tolist() == [[300, 100, 316, 116]] and len(boxes) == 3
+
+
+def test_a_crop_takes_in_objects_moving_across_its_edge_and_falls_back_to_whole_frames_when_too_large():
+    # A car leaves at 47 while another drives into the crop's area (x 240 at frame 46, 304 at 54):
+    # counting inside a crop around the first car alone would find the other's arrival.
+    squares = [Square(0, 0, 47, 300, 100), Square(0, 0, 200, -128, 108, vx=8.0)]
+    crops = CropOracle(squares)
+    refine_gap(frame_of(squares, 30), frame_of(squares, 60), crops, SETTINGS.conf, CropOracle.region_for)
+    assert {47, 48} <= set(crops.asked) and crops.cropped == [50, 48, 47]
+    # A car and a person leaving far apart: a crop holding both would be most of the frame (None here).
+    squares = [Square(0, 0, 47, 20, 100), Square(1, 0, 50, 600, 300)]
+    crops = CropOracle(squares)
+    small = lambda boxes: None if np.ptp(boxes[:, [0, 2]]) > 300 else CropOracle.region_for(boxes)  # noqa: E731
+    refine_gap(frame_of(squares, 30), frame_of(squares, 60), crops, SETTINGS.conf, small)
+    assert {47, 48, 50, 51} <= set(crops.asked) and crops.cropped == []
 
 
 def sampled(squares, total, step, extra=()):

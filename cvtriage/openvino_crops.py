@@ -1,0 +1,134 @@
+"""Many crops through an OpenVINO export on the CPU at once, in parallel inference requests.
+
+Ultralytics' `predict` runs an OpenVINO export one image after another in OpenVINO's LATENCY mode
+(one stream spreading each image over every core), after converting the whole batch to a float
+tensor in torch; a small model like YOLOv8n keeps two cores only partly busy that way. The tiles
+of a frame are independent: here each goes to its own inference request of a THROUGHPUT-mode
+compile (one stream per core or two, so the requests run side by side), letterboxed and normalised
+exactly as Ultralytics does it, and their raw outputs go through Ultralytics' own NMS and box
+scaling, so the boxes are the ones `predict` returns (tests/test_detect.py checks that). A single
+image keeps LATENCY mode, where one image is fastest.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from cvtriage import OMP_NUM_THREADS_AT_START
+
+
+def openvino_xml(model) -> Path | None:
+    """The .xml of the OpenVINO export an Ultralytics model was loaded from (Ultralytics keeps an
+    exported model's path as `model.model`; PyTorch weights keep a module there), else None."""
+    source = getattr(model, "model", None)
+    if not isinstance(source, (str, Path)):
+        return None
+    path = Path(source)
+    if path.suffix == ".xml" and path.is_file():
+        return path
+    if path.is_dir() and path.name.endswith("_openvino_model"):
+        return next(iter(sorted(path.glob("*.xml"))), None)
+    return None
+
+
+class OpenVinoCrops:
+    """An OpenVINO export run directly on lists of BGR crops (see the module's docstring)."""
+
+    def __init__(self, xml: Path):
+        import openvino as ov
+
+        self.core = ov.Core()
+        self.network = self.core.read_model(str(xml), str(xml.with_suffix(".bin")))
+        shape = self.network.input().get_partial_shape()
+        # A fixed-size export pads every crop to its input, as Ultralytics does; a dynamic one
+        # takes each crop letterboxed to the requested size, rounded to the stride.
+        fixed = shape[2].is_static and shape[3].is_static
+        self.fixed_shape = (int(shape[2].get_length()), int(shape[3].get_length())) if fixed else None
+        self.fixed_size = max(self.fixed_shape) if self.fixed_shape else None
+        self.requests: dict[str, list] = {}
+        self.pool: ThreadPoolExecutor | None = None
+
+    @classmethod
+    def for_model(cls, model, device: str) -> "OpenVinoCrops | None":
+        """The direct runner for an OpenVINO export on the CPU, or None: other models and devices,
+        exports fixed to batches of several, and int8 exports with dynamic shapes (OpenVINO's CPU
+        plugin can crash on those; Ultralytics recompiles them per shape) go through `predict`."""
+        xml = openvino_xml(model)
+        if device != "cpu" or xml is None:
+            return None
+        try:
+            runner = cls(xml)
+        except Exception:  # no or broken openvino package, unreadable IR: Ultralytics reports it
+            return None
+        shape = runner.network.input().get_partial_shape()
+        one_at_a_time = shape.rank.get_length() == 4 and (shape[0].is_dynamic or shape[0].get_length() == 1)
+        quantized = any(op.get_type_name() == "FakeQuantize" for op in runner.network.get_ops())
+        if not one_at_a_time or (runner.fixed_size is None and quantized):
+            return None
+        return runner
+
+    def _requests(self, parallel: bool) -> list:
+        hint = "THROUGHPUT" if parallel else "LATENCY"
+        if hint not in self.requests:
+            config = {"PERFORMANCE_HINT": hint}
+            threads = int(OMP_NUM_THREADS_AT_START or 0)
+            if 0 < threads < (os.cpu_count() or 1):  # a scheduler's share (a Ray task's num_cpus), as cvtriage.export
+                config["INFERENCE_NUM_THREADS"] = threads
+            compiled = self.core.compile_model(self.network, "CPU", config)
+            count = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")) if parallel else 1
+            self.requests[hint] = [compiled.create_infer_request() for _ in range(max(count, 1))]
+        return self.requests[hint]
+
+    def _blob(self, crop: np.ndarray, imgsz: int) -> np.ndarray:
+        import cv2
+        from ultralytics.data.augment import LetterBox
+
+        from cvtriage.detect import STRIDE
+
+        shape = self.fixed_shape or (imgsz, imgsz)
+        letterboxed = LetterBox(shape, auto=self.fixed_shape is None, stride=STRIDE)(image=crop)
+        # NCHW, RGB, 0-1 float32: what Ultralytics' preprocess makes of a BGR uint8 image.
+        return cv2.dnn.blobFromImage(letterboxed, 1 / 255.0, swapRB=True)
+
+    def predict(
+        self,
+        crops: list[np.ndarray],
+        imgsz: int,
+        conf: float,
+        iou: float,
+        classes: list[int] | None,
+        agnostic: bool,
+        max_det: int,
+    ) -> list[np.ndarray]:
+        """Per crop, its boxes as an (N, 6) float32 array: x1 y1 x2 y2 (crop pixels), score, class."""
+        import torch
+        from ultralytics.utils import nms, ops
+
+        requests = self._requests(parallel=len(crops) > 1)
+        if len(requests) > 1 and self.pool is None:
+            self.pool = ThreadPoolExecutor(len(requests), thread_name_prefix="openvino")
+
+        def run(worker: int) -> list[tuple[tuple[int, ...], np.ndarray]]:
+            outputs = []
+            for crop in crops[worker :: len(requests)]:
+                blob = self._blob(crop, imgsz)
+                # The request reuses its output buffer: copy before the next crop.
+                outputs.append((blob.shape[2:], requests[worker].infer({0: blob})[0].copy()))
+            return outputs
+
+        parts = list(self.pool.map(run, range(len(requests)))) if len(requests) > 1 else [run(0)]
+        raw: list = [None] * len(crops)
+        for worker, outputs in enumerate(parts):
+            raw[worker :: len(requests)] = outputs
+        found = []
+        for crop, (input_shape, output) in zip(crops, raw):
+            boxes = nms.non_max_suppression(
+                torch.from_numpy(output), conf, iou, classes, agnostic, max_det=max_det
+            )[0]
+            boxes[:, :4] = ops.scale_boxes(input_shape, boxes[:, :4], crop.shape)
+            found.append(boxes.numpy().astype(np.float32, copy=False))
+        return found

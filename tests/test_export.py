@@ -1,0 +1,151 @@
+"""The scan's automatic OpenVINO export: made once, cached beside the weights, keyed by their hash,
+rebuilt when they change or the cache is broken, never used for other weights."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+pytest.importorskip("openvino")
+
+from cvtriage import export  # noqa: E402
+from cvtriage.config import load_scan_config  # noqa: E402
+from cvtriage.export import EXPORTS_DIR, MARKER, cached_export, is_complete, weights_digest  # noqa: E402
+from square_video import Square, write_square_video  # noqa: E402
+
+
+def quiet() -> tuple[Console, io.StringIO]:
+    text = io.StringIO()
+    return Console(file=text, width=400), text
+
+
+@pytest.fixture(autouse=True)
+def exports_on(monkeypatch, tmp_path):
+    """Exports allowed (the suite turns them off), and the user cache inside this test's tmp."""
+    monkeypatch.delenv(export.NO_EXPORT_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, random_init_weights) -> Path:
+    """A folder holding a copy of the random weights as m.pt and their export, made once here."""
+    folder = tmp_path_factory.mktemp("exported")
+    weights = folder / "m.pt"
+    shutil.copyfile(random_init_weights, weights)
+    console, text = quiet()
+    made = cached_export(weights, console)
+    assert "exporting once" in text.getvalue()
+    assert made.parent == folder / EXPORTS_DIR and is_complete(made, weights_digest(weights))
+    return folder
+
+
+@pytest.fixture
+def weights(exported, tmp_path) -> Path:
+    """This test's own copy of the weights and their cache."""
+    shutil.copytree(exported, tmp_path / "w")
+    return tmp_path / "w" / "m.pt"
+
+
+@pytest.fixture
+def no_new_exports(monkeypatch):
+    def refuse(*args):
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(export, "_make_export", refuse)
+
+
+def other_weights(path: Path) -> Path:
+    """Other random weights of the same architecture, written to `path`."""
+    from ultralytics import YOLO
+
+    YOLO("yolo11n.yaml").save(str(path))
+    return path
+
+
+def test_cached_export_is_reused_not_made_again(weights, no_new_exports):
+    console, text = quiet()
+    found = cached_export(weights, console)
+    assert found.parent == weights.parent / EXPORTS_DIR
+    assert found.name.startswith(f"m-{weights_digest(weights)[:12]}-") and found.name.endswith("_openvino_model")
+    assert "(cached in" in text.getvalue() and "exporting" not in text.getvalue()
+
+
+def test_changed_weights_get_a_new_export_and_never_the_old_one(weights):
+    old = cached_export(weights, quiet()[0])
+    other_weights(weights)  # the same file, now other weights
+    console, text = quiet()
+    new = cached_export(weights, console)
+    assert "exporting once" in text.getvalue()
+    assert new != old and not old.exists()  # the stale export beside the weights is gone
+    marker = json.loads((new / MARKER).read_text())
+    assert marker["weights_sha256"] == weights_digest(weights)
+
+
+def test_a_half_written_temporary_folder_is_ignored_and_a_broken_export_rebuilt(weights, monkeypatch):
+    exports = weights.parent / EXPORTS_DIR
+    final = next(exports.glob("*_openvino_model"))
+    # A killed export leaves its temporary folder (never looked up), with a half export in it.
+    leftover = exports / ".tmp-killed" / final.name
+    leftover.mkdir(parents=True)
+    (leftover / "m.xml").write_text("<half")
+    assert cached_export(weights, quiet()[0]) == final
+    # A cache folder whose files do not match its marker is not trusted: it is rebuilt.
+    binary = next(final.glob("*.bin"))
+    binary.write_bytes(binary.read_bytes()[:1000])
+    assert not is_complete(final, weights_digest(weights))
+    console, text = quiet()
+    assert cached_export(weights, console) == final
+    assert "exporting once" in text.getvalue() and is_complete(final, weights_digest(weights))
+    assert not any(path.name.startswith(".tmp-") and path.name != ".tmp-killed" for path in exports.iterdir())
+
+
+def test_an_unwritable_weights_folder_falls_back_to_the_user_cache(tmp_path, random_init_weights, monkeypatch):
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    weights = folder / "m.pt"
+    shutil.copyfile(random_init_weights, weights)
+    # Root writes anywhere: a file where the cache folder would go makes the folder unusable.
+    (folder / EXPORTS_DIR).write_text("")
+    made = cached_export(weights, quiet()[0])
+    assert made.parent == tmp_path / "user-cache" / "cvtriage" / "exports"
+    assert is_complete(made, weights_digest(weights))
+    monkeypatch.setattr(export, "_make_export", lambda *args: pytest.fail("exported again"))
+    assert cached_export(weights, quiet()[0]) == made
+
+
+def test_export_key_says_off_in_yaml_and_flags():
+    assert load_scan_config(export=False).export == "off"  # YAML's unquoted `off`
+    assert load_scan_config().export == "auto"
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    squares = [Square(0, 0, 20, 10, 10, vx=3)]
+    return write_square_video(tmp_path_factory.mktemp("clip") / "clip.mp4", squares, frames=20, width=320, height=180)
+
+
+def test_cpu_scan_runs_the_export_at_the_pytorch_plan_and_no_export_runs_pytorch(weights, clip, tmp_path, no_new_exports):
+    from cvtriage.scan import log_path, run_scan, scan_is_finished
+
+    settings = load_scan_config(weights=str(weights), imgsz=160, device="cpu", dataset=None, out=str(tmp_path / "out"))
+    console, text = quiet()
+    exported = run_scan(clip, settings, console=console, show_progress=False)
+    assert exported.stats["export"] == str(next((weights.parent / EXPORTS_DIR).glob("*_openvino_model")))
+    assert "OpenVINO export of" in text.getvalue()
+    assert scan_is_finished(clip, settings)
+    header = json.loads(log_path(settings, clip).read_text().splitlines()[0])
+
+    plain = settings.model_copy(update={"export": "off"})
+    assert not scan_is_finished(clip, plain)  # its results are the export's, not PyTorch's
+    pytorch = run_scan(clip, plain, console=quiet()[0], show_progress=False)
+    assert pytorch.stats["export"] is None
+    assert json.loads(log_path(plain, clip).read_text().splitlines()[0])["fingerprint"] != header["fingerprint"]
+    # The same frames at the same input: 320x180 at imgsz 160 goes in whole at 224 px, not tiled.
+    for key in ("tiles", "imgsz", "frames_inferred"):
+        assert exported.stats[key] == pytorch.stats[key], key
+    assert (exported.stats["tiles"], exported.stats["imgsz"]) == ("off", 224)
