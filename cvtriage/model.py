@@ -39,8 +39,9 @@ def resolve_device(device: str = "auto") -> str:
     else:
         raise CvtriageError(f"--device {device}: expected auto, cpu, cuda or a GPU index such as 0")
     if chosen == "cpu":
-        # Ultralytics leaves torch on one thread for device='cpu'; use every core, or the cores a
-        # scheduler gave this process (a Ray task with num_cpus=N runs with OMP_NUM_THREADS=N).
+        # Ultralytics leaves torch on cores-1 threads for device='cpu'; use every core, or the cores
+        # a scheduler gave this process (a Ray task with num_cpus=N runs with OMP_NUM_THREADS=N).
+        # Training keeps this (train.py); a scan's predictor set-up puts Ultralytics' choice back.
         torch.set_num_threads(int(OMP_NUM_THREADS_AT_START or os.cpu_count() or 1))
     return chosen
 
