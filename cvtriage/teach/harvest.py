@@ -250,7 +250,7 @@ def _frames_of(run: ScanRun, decided: dict[int, Decision], settings: HarvestConf
     for event_id in decided:
         event = run.events[event_id]
         partial[event_id] = partial_views(event, settings, frame_size)
-        views = thin_track(event, settings, frame_size)
+        views = thin_track(event, settings, frame_size, partial[event_id])
         left_out["near-identical view"] += len(event.track) - len(views) - len(partial[event_id])
         left_out["object only partly in the picture"] += len(partial[event_id])
         for frame in views:

@@ -93,14 +93,18 @@ def boxes_by_frame(event: Event) -> dict[int, Box]:
     return {row[0]: tuple(row[1:5]) for row in event.track}
 
 
-def thin_track(event: Event, settings: HarvestConfig, frame_size: tuple[int, int]) -> list[int]:
+def thin_track(
+    event: Event, settings: HarvestConfig, frame_size: tuple[int, int], partial: set[int] | None = None
+) -> list[int]:
     """The frames of an event worth labelling: the first whole view, then each frame in which the
     object has moved at least `view_shift` of the frame's diagonal in the picture, or grown or
     shrunk by `view_scale` (a ratio of sides), since the last frame kept. A hovering drone over a
     still object gives one frame, a pass over it a handful, not the dozens of near-identical frames
-    refinement inferred. Partial views (`partial_views`) are not views."""
+    refinement inferred. Partial views (`partial_views`, or `partial` when the caller has them)
+    are not views."""
     min_shift_px, min_scale = settings.view_shift * float(np.hypot(*frame_size)), settings.view_scale
-    partial = partial_views(event, settings, frame_size)
+    if partial is None:
+        partial = partial_views(event, settings, frame_size)
     kept: list[int] = []
     last = None
     for frame, x1, y1, x2, y2, _ in event.track:
