@@ -42,6 +42,7 @@ from cvtriage.config import AuditConfig
 from cvtriage.dataset import GROUND_TRUTH, DataProblem, iou_matrix, load_into_fiftyone
 from cvtriage.errors import CvtriageError
 from cvtriage.files import replaced_on_success, write_text_atomic
+from cvtriage.logs import quieted
 from cvtriage.predictions import PREDICTIONS, PredictOptions, predict_into, progress_bar
 
 KINDS = ("class", "missing", "spurious", "location")
@@ -627,16 +628,9 @@ def fiftyone_thresholds(missing_confidence: float, match_iou: float):
         brain_mistakenness._MISSED_CONFIDENCE_THRESHOLD, brain_mistakenness._DETECTION_IOU = saved
 
 
-@contextlib.contextmanager
 def quiet_fiftyone():
     """FiftyOne logs each step at INFO on stdout; the CLI shows its own progress instead."""
-    logger = logging.getLogger("fiftyone")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
+    return quieted("fiftyone", logging.WARNING)
 
 
 def compute_fiftyone_mistakenness(samples, missing_confidence: float = 0.95, match_iou: float = 0.5) -> None:

@@ -144,9 +144,15 @@ def input_pixels(width: int, height: int, imgsz: int, fixed: bool) -> int:
     return _ceil_stride(round(width * ratio)) * _ceil_stride(round(height * ratio))
 
 
+def box_centres(boxes: np.ndarray) -> np.ndarray:
+    """The (N, 2) centres of boxes (N, 4) x1 y1 x2 y2."""
+    boxes = np.asarray(boxes)
+    return (boxes[:, :2] + boxes[:, 2:]) / 2
+
+
 def centred_in(boxes: np.ndarray, region: tuple[int, int, int, int]) -> np.ndarray:
     """Which boxes (N, 4) have their centre inside `region` (x0, y0, x1, y1)."""
-    centres = (np.asarray(boxes)[:, :2] + np.asarray(boxes)[:, 2:]) / 2
+    centres = box_centres(boxes)
     x0, y0, x1, y1 = region
     return (centres[:, 0] >= x0) & (centres[:, 0] < x1) & (centres[:, 1] >= y0) & (centres[:, 1] < y1)
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from cvtriage.config import ScanConfig
 from cvtriage.dataset import iou_matrix
-from cvtriage.detect import FrameDetections, centred_in
+from cvtriage.detect import FrameDetections, box_centres, centred_in
 
 # Probes inside a gap are this many frames apart; the frame reader keeps that many decoded
 # frames so the bisection between two probes needs no second decode.
@@ -85,7 +85,7 @@ def changed_boxes(a: FrameDetections, b: FrameDetections, classes: list[int]) ->
     boxes, unmatched = [], []
     for class_id in classes:
         boxes_a, boxes_b = a.boxes_xyxy[a.class_ids == class_id], b.boxes_xyxy[b.class_ids == class_id]
-        distance = np.linalg.norm(_centres(boxes_a)[:, None] - _centres(boxes_b)[None], axis=2)
+        distance = np.linalg.norm(box_centres(boxes_a)[:, None] - box_centres(boxes_b)[None], axis=2)
         reach = MOTION_SIDES * np.maximum(_sides(boxes_a)[:, None], _sides(boxes_b)[None])
         free_a, free_b = np.ones(len(boxes_a), bool), np.ones(len(boxes_b), bool)
         for i, j in zip(*np.unravel_index(np.argsort(distance, axis=None, kind="stable"), distance.shape)):
@@ -97,10 +97,6 @@ def changed_boxes(a: FrameDetections, b: FrameDetections, classes: list[int]) ->
     if not boxes:
         return np.zeros((0, 4), np.float32), np.zeros(0, bool)
     return np.concatenate(boxes), np.concatenate(unmatched)
-
-
-def _centres(boxes: np.ndarray) -> np.ndarray:
-    return (boxes[:, :2] + boxes[:, 2:]) / 2
 
 
 def _sides(boxes: np.ndarray) -> np.ndarray:

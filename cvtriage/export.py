@@ -32,9 +32,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from cvtriage import OMP_NUM_THREADS_AT_START
 from cvtriage.config import ScanConfig
 from cvtriage.errors import CvtriageError
+from cvtriage.logs import quieted
+from cvtriage.openvino_crops import thread_share_config
 
 EXPORTS_DIR = ".cvtriage-exports"
 MARKER = "cvtriage-export.json"
@@ -160,7 +161,6 @@ def cached_export(weights: str | Path, console: Console) -> Path:
 
 def _make_export(weights: Path, digest: str, scratch: Path, final: Path) -> Path:
     from ultralytics import YOLO
-    from ultralytics.utils import LOGGER
 
     # Export the very bytes that were hashed (the file may be replaced meanwhile), under the
     # export's own name: Ultralytics writes <stem>_openvino_model/ beside the file it exports.
@@ -169,17 +169,13 @@ def _make_export(weights: Path, digest: str, scratch: Path, final: Path) -> Path
         raise CvtriageError(f"{weights}: the weights changed while the scan started; run it again")
     copy = scratch / f"{final.name.removesuffix(SUFFIX)}.pt"
     copy.write_bytes(data)
-    level = LOGGER.level
-    LOGGER.setLevel(logging.ERROR)  # Ultralytics narrates an export at length
     try:
-        with warnings.catch_warnings():
+        with quieted("ultralytics", logging.ERROR), warnings.catch_warnings():  # it narrates an export at length
             warnings.simplefilter("ignore")  # torch.jit.trace's deprecation notices
             exported = YOLO(str(copy), task="detect").export(format="openvino", imgsz=TRACE_SIZE, dynamic=True, batch=1)
     except Exception as error:  # Ultralytics and OpenVINO raise many types
         reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
         raise CvtriageError(f"{weights}: OpenVINO export failed ({reason}); pass --no-export to use PyTorch") from None
-    finally:
-        LOGGER.setLevel(level)
     made = Path(exported)
     files = {path.name: path.stat().st_size for path in made.iterdir() if path.is_file()}
     marker = {"weights": str(weights.resolve()), "weights_sha256": digest, "recipe": export_recipe(), "files": files}
@@ -227,32 +223,25 @@ def load_export(folder: str, device: str):
     process, so a batch's or a Ray worker's next video reuses it."""
     import numpy as np
     from ultralytics import YOLO
-    from ultralytics.utils import LOGGER
 
     model = YOLO(folder, task="detect")
-    level = LOGGER.level
-    LOGGER.setLevel(logging.ERROR)  # "Loading ... for OpenVINO inference", "Using OpenVINO LATENCY mode"
-    try:
+    with quieted("ultralytics", logging.ERROR):  # "Loading ... for OpenVINO inference", "Using OpenVINO LATENCY mode"
         model.predict([np.zeros((32, 32, 3), np.uint8)], imgsz=TRACE_SIZE, device=device, verbose=False)
-    finally:
-        LOGGER.setLevel(level)
     _keep_thread_share(model, Path(folder))
     return model
 
 
 def _keep_thread_share(model, folder: Path) -> None:
-    """OpenVINO takes every core whatever OMP_NUM_THREADS says; keep a scheduler's share (a Ray
-    task's num_cpus), as PyTorch does (see model.resolve_device), by compiling for that many."""
-    threads = int(OMP_NUM_THREADS_AT_START or 0)
+    """Compile the export again for a scheduler's share of the cores (thread_share_config), where
+    one was given: Ultralytics compiled it for every core."""
+    share = thread_share_config()
     backend = getattr(getattr(model.predictor, "model", None), "backend", None)
-    if not 0 < threads < (os.cpu_count() or 1) or not hasattr(backend, "compile_model"):
+    if not share or not hasattr(backend, "compile_model"):
         return
     import openvino as ov
 
     network = ov.Core().read_model(str(next(folder.glob("*.xml"))))
-    backend.ov_compiled_model = backend.compile_model(
-        network, config={"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
-    )
+    backend.ov_compiled_model = backend.compile_model(network, config={"PERFORMANCE_HINT": "LATENCY", **share})
 
 
 def _say(console: Console, line: str) -> None:

@@ -21,6 +21,14 @@ import numpy as np
 from cvtriage import OMP_NUM_THREADS_AT_START
 
 
+def thread_share_config() -> dict[str, int]:
+    """OpenVINO compile settings that keep a scheduler's share of the cores (a Ray task's
+    num_cpus, given as OMP_NUM_THREADS), as PyTorch does (model.resolve_device): OpenVINO takes
+    every core whatever OMP_NUM_THREADS says. Empty when no share was given."""
+    threads = int(OMP_NUM_THREADS_AT_START or 0)
+    return {"INFERENCE_NUM_THREADS": threads} if 0 < threads < (os.cpu_count() or 1) else {}
+
+
 def openvino_xml(model) -> Path | None:
     """The .xml of the OpenVINO export an Ultralytics model was loaded from (Ultralytics keeps an
     exported model's path as `model.model`; PyTorch weights keep a module there), else None."""
@@ -74,11 +82,7 @@ class OpenVinoCrops:
     def _requests(self, parallel: bool) -> list:
         hint = "THROUGHPUT" if parallel else "LATENCY"
         if hint not in self.requests:
-            config = {"PERFORMANCE_HINT": hint}
-            threads = int(OMP_NUM_THREADS_AT_START or 0)
-            if 0 < threads < (os.cpu_count() or 1):  # a scheduler's share (a Ray task's num_cpus), as cvtriage.export
-                config["INFERENCE_NUM_THREADS"] = threads
-            compiled = self.core.compile_model(self.network, "CPU", config)
+            compiled = self.core.compile_model(self.network, "CPU", {"PERFORMANCE_HINT": hint, **thread_share_config()})
             count = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")) if parallel else 1
             self.requests[hint] = [compiled.create_infer_request() for _ in range(max(count, 1))]
         return self.requests[hint]

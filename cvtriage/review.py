@@ -29,6 +29,7 @@ from fiftyone import ViewField as F
 
 from cvtriage.dataset import GROUND_TRUTH, IMAGE_SUFFIXES, SPLIT_KEYS, label_path_for
 from cvtriage.errors import CvtriageError
+from cvtriage.logs import quieted
 
 DEFAULT_PORT = 5151
 LOOPBACK = "127.0.0.1"
@@ -289,17 +290,13 @@ def _quiet_fiftyone_export():
     # With a progress callback FiftyOne still draws its own text bar (the caller draws one), and it
     # warns that each split after the first is "merged" into the export folder, as intended.
     shown = fo.config.show_progress_bars
-    collections_logger = logging.getLogger("fiftyone.core.collections")
-    level = collections_logger.level
     fo.config.show_progress_bars = False
-    collections_logger.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings():
+        with quieted("fiftyone.core.collections", logging.ERROR), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # unknown classes, which it warns about, are ruled out before
             yield
     finally:
         fo.config.show_progress_bars = shown
-        collections_logger.setLevel(level)
 
 
 def _replace_dir(finished: Path, out_dir: Path) -> None:
