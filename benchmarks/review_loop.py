@@ -18,7 +18,8 @@ in the README), and prints:
   class, IoU >= 0.5; target >= 90%), leaving out those painted over (undecided detections, and
   everything outside the windows kept around decided objects): an unlabelled object in a training
   frame teaches background;
-then fine-tunes the weak model on it (a few CPU epochs at a small size) and scans test flyovers
+then fine-tunes the weak model on it as the README's walk does (`cvtriage train` for a few CPU
+epochs, its other settings at their defaults) and scans test flyovers
 it has never seen at the scan's default confidence: event recall and precision against the truth
 (class, shared frames, keyframe box IoU >= 0.3), before and after. A run with 0 decisions (the
 synthetic training set alone) is the control.
@@ -52,7 +53,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 from rich.console import Console  # noqa: E402
 
 from cvtriage.config import load_harvest_config, load_scan_config, load_train_config  # noqa: E402
-from cvtriage.dataset import iou_matrix  # noqa: E402
+from cvtriage.dataset import iou_matrix, write_data_yaml  # noqa: E402
 from cvtriage.events import EventSpan, match_spans  # noqa: E402
 from cvtriage.paths import DEMO_WEIGHTS, PROJECT_ROOT  # noqa: E402
 from cvtriage.scan import run_scan  # noqa: E402
@@ -273,15 +274,18 @@ def main() -> None:
                 decided = [tags[sid] for sid in order[:budget]]
                 new_class_boxes = sum(n for name, n in result.boxes().items() if name in weak_classes)
             else:
+                # The weak model's whole class list, as a harvest appends it: a dataset of two
+                # classes would give the fine-tuned model a two-class head.
                 shutil.copytree(base, data)
+                write_data_yaml(data, known + weak_classes, {"train": "images/train", "val": "images/val"})
                 precision = completeness = whole_completeness = float("nan")
                 boxes = frames = new_class_boxes = 0
                 decided = []
+            # `cvtriage train DATA --weights WEAK --epochs E` (the README's walk), at the CPU's batch.
             settings = load_train_config(
                 weights=str(weak), epochs=args.epochs, imgsz=args.imgsz, batch=16, device="cpu",
                 out=str(BENCH_DIR / "train"), name=name,
             )  # fmt: skip
-            settings.optimizer, settings.lr0, settings.warmup_epochs, settings.patience = "AdamW", 0.001, 0.0, 0
             shutil.rmtree(BENCH_DIR / "train" / name, ignore_errors=True)  # a run folder of an earlier run
             trained = train(data, settings, console=console).best_weights
             recall, event_precision = test_scores(trained, name)
