@@ -1,8 +1,10 @@
-"""Files written whole or not at all: a reader (or a resumed run) never sees a half-written file."""
+"""Files and folders written whole or not at all: a reader (or a resumed run) never sees a half-written one."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,3 +29,19 @@ def replaced_on_success(path: Path) -> Iterator[Path]:
 def write_text_atomic(path: Path, text: str) -> None:
     with replaced_on_success(path) as partial:
         partial.write_text(text)
+
+
+def replace_dir(staging: Path, target: Path) -> None:
+    """Move the complete `staging` folder to `target`, replacing a previous results folder."""
+    if not target.exists():
+        staging.rename(target)
+        return
+    # Two renames (POSIX has no atomic swap of folders); the old folder is restored if the second fails.
+    previous = target.with_name(f".{target.name}.previous-{uuid.uuid4().hex[:8]}")
+    target.rename(previous)
+    try:
+        staging.rename(target)
+    except BaseException:
+        previous.rename(target)
+        raise
+    shutil.rmtree(previous, ignore_errors=True)

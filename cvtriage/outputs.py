@@ -12,7 +12,6 @@ import json
 import re
 import shutil
 import tempfile
-import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,6 +26,7 @@ from cvtriage.dataset import iou_matrix
 from cvtriage.detect import FrameDetections
 from cvtriage.errors import CvtriageError
 from cvtriage.events import Event
+from cvtriage.files import replace_dir
 from cvtriage.frames import VideoInfo, source_identity
 from cvtriage.ingest.geomap import write_map
 from cvtriage.ingest.positions import EVENT_MAP_PNG, EVENT_POSITION_COLUMNS, event_position_cells, locate_events, source_positions
@@ -574,19 +574,3 @@ def _check_replaceable(out_dir: Path) -> None:
         return
     if not (out_dir.is_dir() and ((out_dir / EVENTS_JSON).is_file() or not any(out_dir.iterdir()))):
         raise CvtriageError(f"{out_dir}: exists and is not a cvtriage scan folder; choose another output folder")
-
-
-def replace_dir(staging: Path, target: Path) -> None:
-    """Move the complete `staging` folder to `target`, replacing a previous results folder."""
-    if not target.exists():
-        staging.rename(target)
-        return
-    # Two renames (POSIX has no atomic swap of folders); the old folder is restored if the second fails.
-    previous = target.with_name(f".{target.name}.previous-{uuid.uuid4().hex[:8]}")
-    target.rename(previous)
-    try:
-        staging.rename(target)
-    except BaseException:
-        previous.rename(target)
-        raise
-    shutil.rmtree(previous, ignore_errors=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
-import os
 import shutil
 import signal
 import socket
@@ -29,6 +28,7 @@ from fiftyone import ViewField as F
 
 from cvtriage.dataset import GROUND_TRUTH, IMAGE_SUFFIXES, SPLIT_KEYS, label_path_for
 from cvtriage.errors import CvtriageError
+from cvtriage.files import replace_dir
 from cvtriage.logs import quieted
 
 DEFAULT_PORT = 5151
@@ -299,16 +299,6 @@ def _quiet_fiftyone_export():
         fo.config.show_progress_bars = shown
 
 
-def _replace_dir(finished: Path, out_dir: Path) -> None:
-    if out_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-        os.replace(out_dir, old / out_dir.name)
-        os.replace(finished, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(finished, out_dir)
-
-
 def export_reviewed_labels(
     dataset: fo.Dataset,
     out_dir: Path,
@@ -377,7 +367,7 @@ def export_reviewed_labels(
                 )
             done += len(kept)
             _write_empty_label_files(work_dir, split)
-        _replace_dir(work_dir, out_dir)
+        replace_dir(work_dir, out_dir)
     except BaseException:
         shutil.rmtree(work_dir, ignore_errors=True)
         raise

@@ -23,7 +23,8 @@ from cvtriage import __version__
 from cvtriage.dataset import iou_matrix
 from cvtriage.errors import CvtriageError
 from cvtriage.events import Event, EventSpan
-from cvtriage.outputs import EVENTS_JSON, clock, replace_dir, tick_step, write_csv
+from cvtriage.files import replace_dir
+from cvtriage.outputs import EVENTS_JSON, clock, tick_step, write_csv
 from cvtriage.teach.tracks import ScanRun, boxes_by_frame, read_scan_run
 
 COMPARE_CSV = "compare.csv"
