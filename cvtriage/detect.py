@@ -109,15 +109,20 @@ def whole_frame_input(width: int, height: int, imgsz: int) -> int | None:
     return needed if needed <= AUTO_INPUT_MAX_SCALE * imgsz else None
 
 
+def runs_pytorch(model) -> bool:
+    """Whether an Ultralytics model runs with PyTorch (.pt weights; not an export such as OpenVINO)."""
+    import torch
+
+    return isinstance(getattr(model, "model", None), torch.nn.Module)
+
+
 def accepts_any_input_size(model) -> bool:
     """PyTorch weights run at any input size, and so do exports with dynamic shapes (the scan's
     own OpenVINO export, see cvtriage.export; known once the model's predictor is set up); other
     exported models (OpenVINO, ONNX, ...) are fixed to their export size (Ultralytics pads every
     input to it)."""
-    import torch
-
     backend = getattr(getattr(model, "predictor", None), "model", None)
-    return isinstance(getattr(model, "model", None), torch.nn.Module) or bool(getattr(backend, "dynamic", False))
+    return runs_pytorch(model) or bool(getattr(backend, "dynamic", False))
 
 
 def exported_input_size(model) -> int | None:

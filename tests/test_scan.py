@@ -242,6 +242,44 @@ def test_cli_bad_inputs_are_one_line_each(tmp_path):
     one_error_line(scan_cli(clip, "--batch", "many"), "batch")
 
 
+# Run in a fresh process: a heap that already holds a large free block serves it whatever the
+# threshold says (a glibc malloc setting only decides how the heap grows).
+MAPPED_BLOCKS_CHECK = """
+import ctypes, sys
+import numpy as np
+from cvtriage.scan import map_large_blocks
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+mallinfo2 = ctypes.CDLL(None).mallinfo2
+mallinfo2.restype = MallInfo2
+# Freeing a mapped block raises glibc's own threshold to its size: without a fixed threshold the
+# next frame-sized buffer comes from the heap, and stays resident once freed.
+np.ones(8 << 20, np.uint8)
+if sys.argv[1] == "fixed":
+    assert map_large_blocks()
+before = mallinfo2().hblkhd  # bytes in blocks of their own mapping
+frame = np.ones((1080, 1920, 3), np.uint8)
+print(mallinfo2().hblkhd - before >= frame.nbytes)
+"""
+
+
+def test_frame_sized_buffers_get_their_own_mapping():
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("a glibc malloc setting")
+    mapped = {
+        how: subprocess.run(
+            [sys.executable, "-c", MAPPED_BLOCKS_CHECK, how], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for how in ("fixed", "glibc's own")
+    }
+    assert mapped == {"fixed": "True", "glibc's own": "False"}
+
+
 def test_batch_auto_takes_frames_one_at_a_time_on_the_cpu_and_in_batches_on_cuda():
     assert load_scan_config().batch == "auto" and load_scan_config(batch="4").batch == 4
     assert (inference_batch("auto", "cpu", 8), inference_batch("auto", "0", 8), inference_batch(4, "cpu", 8)) == (1, 8, 4)
