@@ -111,9 +111,11 @@ def undecided_filter():
 def check_decisions_kept(settings, sources: list[Path]) -> None:
     """Refuse, before any work, a scan that would replace event samples reviewers have decided on
     (a new scan of a video replaces its samples, tags and all) unless `replace_decisions` is set."""
+    if settings.dataset is None or settings.replace_decisions:
+        return  # before importing FiftyOne: that alone takes seconds, a scan's fixed cost
     import fiftyone as fo
 
-    if settings.dataset is None or settings.replace_decisions or not fo.dataset_exists(settings.dataset):
+    if not fo.dataset_exists(settings.dataset):
         return
     dataset = fo.load_dataset(settings.dataset)
     if "source_video" not in dataset.get_field_schema():
