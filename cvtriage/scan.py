@@ -20,6 +20,7 @@ import json
 import os
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,7 +53,10 @@ GPU_SCAN_BATCH = 8
 PREFETCH_FRAMES = 8
 # Blocks this large get a mapping of their own from glibc's malloc (see map_large_blocks).
 LARGE_BLOCK_BYTES = 1 << 20
-M_MMAP_THRESHOLD = -3  # mallopt's parameter number (glibc's malloc.h)
+# glibc's own thresholds once a process has freed a 32 MB block (its dynamic mmap threshold's
+# ceiling on 64-bit, and twice that to trim): what a scan leaves behind (see large_blocks_mapped).
+SETTLED_MMAP_THRESHOLD = 32 << 20
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (glibc's malloc.h)
 
 
 def map_large_blocks() -> bool:
@@ -68,10 +72,28 @@ def map_large_blocks() -> bool:
     memory over a long flight). Process-wide, as any malloc setting is. Not for PyTorch on the
     CPU (see runs_pytorch): its activations, tens of MB a frame, would each be mapped anew (1.29x
     the wall time, 4x the system time, measured)."""
+    return _glibc_mallopt(M_MMAP_THRESHOLD, LARGE_BLOCK_BYTES)
+
+
+@contextmanager
+def large_blocks_mapped(wanted: bool) -> Iterator[None]:
+    """map_large_blocks (when `wanted`) while the block runs; then glibc's settled thresholds, so
+    work after a scan in the same process is not charged for it (PyTorch training then spent 4x
+    the system time: every activation mapped anew)."""
+    mapped = wanted and map_large_blocks()
+    try:
+        yield
+    finally:
+        if mapped:
+            _glibc_mallopt(M_MMAP_THRESHOLD, SETTLED_MMAP_THRESHOLD)
+            _glibc_mallopt(M_TRIM_THRESHOLD, 2 * SETTLED_MMAP_THRESHOLD)
+
+
+def _glibc_mallopt(parameter: int, value: int) -> bool:
     try:
         if not (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc"):
             return False  # other allocators (musl, macOS, Windows) have other settings
-        return bool(ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, LARGE_BLOCK_BYTES))
+        return bool(ctypes.CDLL(None).mallopt(parameter, value))
     except (ValueError, OSError, AttributeError):  # no such confstr name, no mallopt
         return False
 
@@ -232,8 +254,6 @@ class _Scan:
         # Set up Ultralytics' predictor first: asked for its class names before, an exported
         # model (OpenVINO, ONNX) would be compiled twice, once for a throwaway predictor.
         self.model.predict([np.zeros((32, 32, 3), np.uint8)], imgsz=settings.imgsz, device=self.device, verbose=False)
-        if not (self.device == "cpu" and runs_pytorch(self.model)):
-            map_large_blocks()  # memory flat over long flights
         self.class_names = class_names(self.model)
         class_ids = resolve_classes(self.model, settings.classes, f"--classes (model {settings.weights})")
         self.detector = Detector(self.model, settings, class_ids, self.device, self.video.width, self.video.height)
@@ -316,7 +336,9 @@ class _Scan:
 
     def run(self) -> ScanResult:
         try:
-            return self._run()
+            # Memory flat over long flights; not for PyTorch on the CPU (see map_large_blocks).
+            with large_blocks_mapped(not (self.device == "cpu" and runs_pytorch(self.model))):
+                return self._run()
         except KeyboardInterrupt:
             raise CvtriageError(
                 f"{self.video.path}: scan interrupted; run the same command again to resume", exit_code=130
