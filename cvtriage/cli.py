@@ -66,6 +66,9 @@ def user_errors(command):
     return wrapper
 
 
+NO_EXPORT_HELP = "On the CPU, run .pt weights with PyTorch, not their cached OpenVINO export."
+
+
 @app.command("scan", rich_help_panel="Triage footage")
 @user_errors
 def scan_command(
@@ -83,9 +86,7 @@ def scan_command(
     tile: Optional[str] = typer.Option(None, help="Tiling for small objects: auto, off, or RxC such as 2x3."),
     batch: Optional[str] = typer.Option(None, help="Sampled frames per model call, or auto (1 on the CPU, 8 on CUDA)."),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, or a CUDA index such as 0."),
-    no_export: bool = typer.Option(
-        False, "--no-export", help="On the CPU, run .pt weights with PyTorch, not their cached OpenVINO export."
-    ),
+    no_export: bool = typer.Option(False, "--no-export", help=NO_EXPORT_HELP),
     out: Optional[Path] = typer.Option(None, help="Parent folder of the results (default runs/scan): <out>/<source-stem>/."),
     dataset: Optional[str] = typer.Option(None, help="FiftyOne dataset receiving the event keyframes (default cvtriage-scan)."),
     no_dataset: bool = typer.Option(False, "--no-dataset", help="Do not store the events in FiftyOne."),
@@ -516,6 +517,7 @@ def watch_command(
     imgsz: Optional[int] = typer.Option(None, help="Model input size in pixels."),
     tile: Optional[str] = typer.Option(None, help="Tiling for small objects: auto, off, or RxC such as 2x3."),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, or a CUDA index such as 0."),
+    no_export: bool = typer.Option(False, "--no-export", help=NO_EXPORT_HELP),
     config: Optional[Path] = typer.Option(None, help="Settings file overriding configs/ingest.yaml."),
 ) -> None:
     """Watch a folder for image + JSON sidecar pairs; process each pair exactly once."""
@@ -528,7 +530,10 @@ def watch_command(
     )
     if no_dataset:
         settings.dataset = None
-    scan = load_scan_config(weights=weights, classes=classes, conf=conf, imgsz=imgsz, tile=tile, device=device)
+    scan = load_scan_config(
+        weights=weights, classes=classes, conf=conf, imgsz=imgsz, tile=tile, device=device,
+        export="off" if no_export else None,
+    )  # fmt: skip
     if settings.dataset is not None:
         connect_database()
     summary = watch_folder(folder, scan, settings, once=once, console=console)

@@ -1,4 +1,4 @@
-"""CPU scans run an OpenVINO export of the .pt weights, made once and cached beside them.
+"""CPU scans (and `cvtriage watch`) run an OpenVINO export of the .pt weights, made once and cached beside them.
 
 On the CPU, OpenVINO runs a YOLO model about twice as fast as PyTorch where the CPU computes in
 bfloat16 (AVX512_BF16 or AMX: OpenVINO's default there; scores then differ from PyTorch's by up
@@ -215,6 +215,19 @@ def _prune(place: Path, stem: str, keep: str, beside_weights: bool) -> None:
             continue
         if stale_tmp or (beside_weights and entry.name != keep and pattern.fullmatch(entry.name)):
             shutil.rmtree(entry, ignore_errors=True)
+
+
+def model_to_run(settings: ScanConfig, device: str, console: Console, model=None):
+    """(The model a scan or a watch runs, the export's folder or None): the weights' OpenVINO
+    export where one is planned (export_planned), else `model` or the weights loaded. A `model`
+    not loaded from `settings.weights` (a test's stand-in) runs as given."""
+    from cvtriage.model import load_model
+
+    model = model if model is not None else load_model(settings.weights)
+    if not (export_planned(settings, device) and loaded_from(model, settings.weights)):
+        return model, None
+    folder = cached_export(settings.weights, console)
+    return load_export(str(folder), device), folder
 
 
 @functools.lru_cache(maxsize=4)

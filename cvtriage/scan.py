@@ -33,9 +33,9 @@ from cvtriage.config import ScanConfig
 from cvtriage.detect import Crop, Detector, FrameDetections, runs_pytorch
 from cvtriage.errors import CvtriageError
 from cvtriage.events import MAX_PROBE_SPACING, Event, EventTracker, refine_gap
-from cvtriage.export import backend_identity, cached_export, export_planned, load_export, loaded_from
+from cvtriage.export import backend_identity, export_planned, model_to_run
 from cvtriage.frames import BadRange, FrameReader, FrameSource, PrefetchedFrames, VideoInfo, probe_source, sample_step
-from cvtriage.model import class_names, describe_device, inference_batch, load_model, resolve_classes, resolve_device
+from cvtriage.model import class_names, describe_device, inference_batch, resolve_classes, resolve_device
 
 # 2: frames hold detections down to detect.WEAK_CONF_SHARE x conf; 3: time_s is the container's
 # presentation time (a log of index / fps times would mix two clocks in one result); 4: a
@@ -245,12 +245,9 @@ class _Scan:
         self.console = console
         self.show_progress = show_progress
         self.video = probe_source(source)
-        self.model = model if model is not None else load_model(settings.weights)
         self.device = resolve_device(settings.device)
-        self.export = None  # the OpenVINO export's folder, when the scan runs one
-        if export_planned(settings, self.device) and loaded_from(self.model, settings.weights):
-            self.export = cached_export(settings.weights, console)
-            self.model = load_export(str(self.export), self.device)
+        # self.export: the OpenVINO export's folder, when the scan runs one
+        self.model, self.export = model_to_run(settings, self.device, console, model)
         # Set up Ultralytics' predictor first: asked for its class names before, an exported
         # model (OpenVINO, ONNX) would be compiled twice, once for a throwaway predictor.
         self.model.predict([np.zeros((32, 32, 3), np.uint8)], imgsz=settings.imgsz, device=self.device, verbose=False)

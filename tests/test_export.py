@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from rich.console import Console
 
@@ -149,3 +150,32 @@ def test_cpu_scan_runs_the_export_at_the_pytorch_plan_and_no_export_runs_pytorch
     for key in ("tiles", "imgsz", "frames_inferred"):
         assert exported.stats[key] == pytorch.stats[key], key
     assert (exported.stats["tiles"], exported.stats["imgsz"]) == ("off", 224)
+
+
+def test_cpu_watch_runs_the_export_and_export_off_runs_pytorch(weights, tmp_path, no_new_exports):
+    import cv2
+
+    from cvtriage.config import load_ingest_config
+    from cvtriage.ingest.pairs import PairProcessor
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.jpg"), np.full((96, 160, 3), 90, np.uint8))
+    (folder / "a.json").write_text(json.dumps({"lat": 45.5, "lon": 7.25, "image": "a.jpg"}))
+    scan = load_scan_config(weights=str(weights), imgsz=160, device="cpu")
+    ingest = load_ingest_config(out=str(tmp_path / "out"), dataset=None)
+    (tmp_path / "out").mkdir()
+    export_folder = next((weights.parent / EXPORTS_DIR).glob("*_openvino_model"))
+
+    console, text = quiet()
+    exported = PairProcessor(folder, tmp_path / "out", scan, ingest, console)
+    assert Path(exported.model.ckpt_path) == export_folder
+    assert "OpenVINO export of" in text.getvalue()
+    console, text = quiet()
+    plain = PairProcessor(folder, tmp_path / "out", scan.model_copy(update={"export": "off"}), ingest, console)
+    assert Path(plain.model.ckpt_path) == weights and "OpenVINO" not in text.getvalue()
+
+    from cvtriage.ingest.watch import watch_folder
+
+    summary = watch_folder(folder, scan, ingest, once=True, console=quiet()[0])
+    assert summary.processed == 1

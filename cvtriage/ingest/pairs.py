@@ -18,13 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console
 
 from cvtriage.config import IngestConfig, ScanConfig
 from cvtriage.detect import Detector, FrameDetections
 from cvtriage.errors import CvtriageError
+from cvtriage.export import model_to_run
 from cvtriage.ingest.ledger import Pair
 from cvtriage.ingest.sidecar import Sidecar, read_sidecar
-from cvtriage.model import class_names, inference_batch, load_model, resolve_classes, resolve_device
+from cvtriage.model import class_names, inference_batch, resolve_classes, resolve_device
 from cvtriage.outputs import FLAGGED_TAG
 
 PAIRS_CSV = "pairs.csv"
@@ -83,13 +85,14 @@ def _plain_keys(value: Any) -> Any:
 
 
 class PairProcessor:
-    def __init__(self, folder: Path, out: Path, scan: ScanConfig, settings: IngestConfig, model=None):
+    def __init__(self, folder: Path, out: Path, scan: ScanConfig, settings: IngestConfig, console: Console, model=None):
         self.folder = folder
         self.out = out
         self.scan = scan
         self.settings = settings
-        self.model = model if model is not None else load_model(scan.weights)
         self.device = resolve_device(scan.device)
+        # On the CPU, the weights' OpenVINO export, as a scan runs it (cvtriage.export).
+        self.model = model_to_run(scan, self.device, console, model)[0]
         # Ultralytics' predictor first (as the scan does): an exported model reads its input size then.
         self.model.predict([np.zeros((32, 32, 3), np.uint8)], imgsz=scan.imgsz, device=self.device, verbose=False)
         self.class_names = class_names(self.model)

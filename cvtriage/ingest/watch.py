@@ -134,7 +134,7 @@ class Watcher:
             self.quarantine.mkdir(exist_ok=True)
             self.summary = WatchSummary()
             self._finish_moves(self.ledger.unfinished_moves())  # those a kill interrupted
-            self.processor = PairProcessor(self.folder, self.out, scan, settings, model)
+            self.processor = PairProcessor(self.folder, self.out, scan, settings, console, model)
             self.summary.csv_rows_recovered = self.processor.reconcile_csv(self.ledger.processed_rows())
         except BaseException:
             self.lock.release()
