@@ -246,8 +246,7 @@ class _Scan:
         self.show_progress = show_progress
         self.video = probe_source(source)
         self.device = resolve_device(settings.device)
-        # self.export: the OpenVINO export's folder, when the scan runs one
-        self.model, self.export = model_to_run(settings, self.device, console, model)
+        self.model, self.export = model_to_run(settings, self.device, console, model)  # export: its folder, or None
         # Set up Ultralytics' predictor first: asked for its class names before, an exported
         # model (OpenVINO, ONNX) would be compiled twice, once for a throwaway predictor.
         self.model.predict([np.zeros((32, 32, 3), np.uint8)], imgsz=settings.imgsz, device=self.device, verbose=False)

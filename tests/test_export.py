@@ -157,6 +157,7 @@ def test_cpu_watch_runs_the_export_and_export_off_runs_pytorch(weights, tmp_path
 
     from cvtriage.config import load_ingest_config
     from cvtriage.ingest.pairs import PairProcessor
+    from cvtriage.ingest.watch import watch_folder
 
     folder = tmp_path / "in"
     folder.mkdir()
@@ -174,8 +175,6 @@ def test_cpu_watch_runs_the_export_and_export_off_runs_pytorch(weights, tmp_path
     console, text = quiet()
     plain = PairProcessor(folder, tmp_path / "out", scan.model_copy(update={"export": "off"}), ingest, console)
     assert Path(plain.model.ckpt_path) == weights and "OpenVINO" not in text.getvalue()
-
-    from cvtriage.ingest.watch import watch_folder
 
     summary = watch_folder(folder, scan, ingest, once=True, console=quiet()[0])
     assert summary.processed == 1
