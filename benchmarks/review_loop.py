@@ -25,7 +25,9 @@ it has never seen at the scan's default confidence: event recall and precision a
 truth object of any class (a false event is then a wrong class, not a false alarm). A run with 0 decisions (the
 synthetic training set alone) is the control.
 Targets: with 50 decisions, recall on the test flyovers rises by >= 20 points, and review-queue
-order beats time order.
+order beats time order. With --next-turn-seeds, unseen flyovers are then scanned at the review
+conf by the weak model and by the model of the largest review-queue budget: the events a reviewer
+would face on the next turn, as the simulated reviewer decides them.
 
     nice -n 10 python benchmarks/review_loop.py [--weak-classes bag,antenna] [--logit-shift 2.5] [--epochs 5] [--budgets 0,10,25,50]
 
@@ -218,6 +220,9 @@ def main() -> None:
     parser.add_argument("--base-images", type=int, default=150, help="synthetic training images of the other classes")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--imgsz", type=int, default=640)
+    parser.add_argument("--next-turn-seeds", default="",
+                        help="unseen flyovers for the next turn: what the weak model and the model from the largest "
+                        "review-queue budget propose there at the review conf")
     args = parser.parse_args()
     started = time.monotonic()
     weak_classes = [name.strip() for name in args.weak_classes.split(",") if name.strip()]
@@ -265,6 +270,7 @@ def main() -> None:
     }
 
     rows = []
+    models = {}  # run name -> fine-tuned weights
     for budget in budgets:
         for order_name, order in orders.items() if budget else [("(none)", [])]:
             decide(dataset, order, budget, tags)
@@ -299,6 +305,7 @@ def main() -> None:
             )  # fmt: skip
             shutil.rmtree(BENCH_DIR / "train" / name, ignore_errors=True)  # a run folder of an earlier run
             trained = train(data, settings, console=console).best_weights
+            models[name] = trained
             recall, event_precision, on_any_object = test_scores(trained, name)
             rows.append((budget, order_name, boxes / max(budget, 1), precision, completeness, frames, recall, event_precision,
                          on_any_object))  # fmt: skip
@@ -326,7 +333,31 @@ def main() -> None:
           f"{'met' if best['review-queue'] - before[0] >= 0.2 else 'NOT met'}; review-queue beats time order "
           f"{'yes' if best['review-queue'] > best['time'] else 'NO'}; harvested-box precision >= 95% and "
           f"completeness >= 90% in {sum(r[3] >= 0.95 and r[4] >= 0.9 for r in harvests)} of {len(harvests)} harvests")  # fmt: skip
+    if args.next_turn_seeds:
+        next_turn(flyovers([int(s) for s in args.next_turn_seeds.split(",")], args.seconds),
+                  {"weak": weak, "after": models[f"review-queue-{max(budgets)}"]}, args.review_conf)  # fmt: skip
     print(f"whole run {time.monotonic() - started:.0f} s")
+
+
+def next_turn(videos: list[Path], models: dict[str, Path], conf: float) -> None:
+    """What a reviewer faces on new footage before and after a turn of the loop: the events each
+    model proposes at the review conf, as the simulated reviewer would decide them."""
+    print(f"\nnext turn: {len(videos)} unseen flyovers scanned at conf {conf}")
+    print(f"{'model':>6}  {'events':>6}  {'confirmed':>9}  {'wrong cls':>9}  {'not obj':>7}  {'recall':>7}  {'decisions/object':>16}")
+    for label, weights in models.items():
+        verdicts = dict.fromkeys((CONFIRMED, CLASS_PREFIX, NOT_OBJECT), 0)
+        found = objects = 0
+        for video in videos:
+            out = scan(video, weights, BENCH_DIR / "next-turn" / label, conf, None)
+            truth = truth_of(video)
+            for event in read_scan_run(out).events.values():
+                verdicts[next(kind for kind in verdicts if reviewer_tag(event, truth).startswith(kind))] += 1
+            recalled, total, *_ = score_scan(out, truth)
+            found, objects = found + recalled, objects + total
+        events = sum(verdicts.values())
+        on_objects = verdicts[CONFIRMED] + verdicts[CLASS_PREFIX]
+        print(f"{label:>6}  {events:>6}  {verdicts[CONFIRMED]:>9}  {verdicts[CLASS_PREFIX]:>9}  {verdicts[NOT_OBJECT]:>7}  "
+              f"{percent(found / max(objects, 1)):>7}  {events / max(on_objects, 1):>16.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":
