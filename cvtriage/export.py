@@ -30,11 +30,13 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 
 from cvtriage.config import ScanConfig
 from cvtriage.errors import CvtriageError
 from cvtriage.logs import quieted
+from cvtriage.model import load_model
 from cvtriage.openvino_crops import thread_share_config
 
 EXPORTS_DIR = ".cvtriage-exports"
@@ -218,23 +220,23 @@ def _prune(place: Path, stem: str, keep: str, beside_weights: bool) -> None:
 
 
 def model_to_run(settings: ScanConfig, device: str, console: Console, model=None):
-    """(The model a scan or a watch runs, the export's folder or None): the weights' OpenVINO
-    export where one is planned (export_planned), else `model` or the weights loaded. A `model`
-    not loaded from `settings.weights` (a test's stand-in) runs as given."""
-    from cvtriage.model import load_model
-
+    """(The model a scan or a watch runs, its predictor set up; the export's folder or None): the
+    weights' OpenVINO export where one is planned (export_planned), else `model` or the weights
+    loaded. A `model` not loaded from `settings.weights` (a test's stand-in) runs as given."""
     model = model if model is not None else load_model(settings.weights)
-    if not (export_planned(settings, device) and loaded_from(model, settings.weights)):
-        return model, None
-    folder = cached_export(settings.weights, console)
-    return load_export(str(folder), device), folder
+    if export_planned(settings, device) and loaded_from(model, settings.weights):
+        folder = cached_export(settings.weights, console)
+        return load_export(str(folder), device), folder  # which sets its predictor up
+    # The predictor first: asked for its class names before, an exported model (OpenVINO, ONNX)
+    # would be compiled twice, once for a throwaway predictor; and it reads its input size then.
+    model.predict([np.zeros((32, 32, 3), np.uint8)], imgsz=settings.imgsz, device=device, verbose=False)
+    return model, None
 
 
 @functools.lru_cache(maxsize=4)
 def load_export(folder: str, device: str):
     """The export as an Ultralytics model, its predictor set up (OpenVINO compiles it): once per
     process, so a batch's or a Ray worker's next video reuses it."""
-    import numpy as np
     from ultralytics import YOLO
 
     model = YOLO(folder, task="detect")

@@ -247,9 +247,6 @@ class _Scan:
         self.video = probe_source(source)
         self.device = resolve_device(settings.device)
         self.model, self.export = model_to_run(settings, self.device, console, model)  # export: its folder, or None
-        # Set up Ultralytics' predictor first: asked for its class names before, an exported
-        # model (OpenVINO, ONNX) would be compiled twice, once for a throwaway predictor.
-        self.model.predict([np.zeros((32, 32, 3), np.uint8)], imgsz=settings.imgsz, device=self.device, verbose=False)
         self.class_names = class_names(self.model)
         class_ids = resolve_classes(self.model, settings.classes, f"--classes (model {settings.weights})")
         self.detector = Detector(self.model, settings, class_ids, self.device, self.video.width, self.video.height)

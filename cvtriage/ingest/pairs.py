@@ -93,8 +93,6 @@ class PairProcessor:
         self.device = resolve_device(scan.device)
         # On the CPU, the weights' OpenVINO export, as a scan runs it (cvtriage.export).
         self.model = model_to_run(scan, self.device, console, model)[0]
-        # Ultralytics' predictor first (as the scan does): an exported model reads its input size then.
-        self.model.predict([np.zeros((32, 32, 3), np.uint8)], imgsz=scan.imgsz, device=self.device, verbose=False)
         self.class_names = class_names(self.model)
         self.class_ids = resolve_classes(self.model, scan.classes, f"--classes (model {scan.weights})")
         self.batch = inference_batch(scan.batch, self.device, GPU_PAIR_BATCH)
