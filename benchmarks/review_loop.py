@@ -142,6 +142,12 @@ def reviewer_tag(event, truth: dict) -> str:
     return CONFIRMED if best_class == event.class_name else f"{CLASS_PREFIX}{best_class}"
 
 
+def verdict_counts(tags) -> dict[str, int]:
+    """How many of these reviewer tags are confirmed, wrong class (class:...) and not an object."""
+    tags = list(tags)
+    return {kind: sum(tag.startswith(kind) for tag in tags) for kind in (CONFIRMED, CLASS_PREFIX, NOT_OBJECT)}
+
+
 def scan(video: Path, weights: Path, out: Path, conf: float, dataset: str | None) -> Path:
     settings = load_scan_config(weights=str(weights), conf=conf, out=str(out))
     settings.dataset = dataset
@@ -259,7 +265,7 @@ def main() -> None:
     truths = {str(video.resolve()): truth_of(video) for video in review_videos}
     ids, videos, event_ids, times = dataset.values(["id", "source_video", "event_id", "first_time_s"])
     tags = {sid: reviewer_tag(runs[v].events[e], truths[v]) for sid, v, e in zip(ids, videos, event_ids)}
-    verdicts = {kind: sum(tag.startswith(kind) for tag in tags.values()) for kind in (CONFIRMED, CLASS_PREFIX, NOT_OBJECT)}
+    verdicts = verdict_counts(tags.values())
     objects = sum(len(truth["objects"]) for truth in truths.values())
     print(f"review flyovers {args.review_seeds} ({objects} objects) scanned at conf {args.review_conf}: {len(ids)} events; "
           f"the truth says {verdicts[CONFIRMED]} confirmed, {verdicts[CLASS_PREFIX]} wrong class, "
@@ -309,7 +315,7 @@ def main() -> None:
             recall, event_precision, on_any_object = test_scores(trained, name)
             rows.append((budget, order_name, boxes / max(budget, 1), precision, completeness, frames, recall, event_precision,
                          on_any_object))  # fmt: skip
-            verdicts_taken = {kind: sum(tag.startswith(kind) for tag in decided) for kind in (CONFIRMED, CLASS_PREFIX, NOT_OBJECT)}
+            verdicts_taken = verdict_counts(decided)
             print(f"{budget:3d} decisions, {order_name:12s} ({verdicts_taken[CONFIRMED]} confirmed, {verdicts_taken[CLASS_PREFIX]} "
                   f"wrong class, {verdicts_taken[NOT_OBJECT]} not an object): {boxes / max(budget, 1):5.1f} boxes/decision "
                   f"({new_class_boxes} of {', '.join(weak_classes)}), harvested-box precision {percent(precision)}, completeness "
@@ -345,16 +351,16 @@ def next_turn(videos: list[Path], models: dict[str, Path], conf: float) -> None:
     print(f"\nnext turn: {len(videos)} unseen flyovers scanned at conf {conf}")
     print(f"{'model':>6}  {'events':>6}  {'confirmed':>9}  {'wrong cls':>9}  {'not obj':>7}  {'recall':>7}  {'decisions/object':>16}")
     for label, weights in models.items():
-        verdicts = dict.fromkeys((CONFIRMED, CLASS_PREFIX, NOT_OBJECT), 0)
+        tags = []
         found = objects = 0
         for video in videos:
             out = scan(video, weights, BENCH_DIR / "next-turn" / label, conf, None)
             truth = truth_of(video)
-            for event in read_scan_run(out).events.values():
-                verdicts[next(kind for kind in verdicts if reviewer_tag(event, truth).startswith(kind))] += 1
+            tags += [reviewer_tag(event, truth) for event in read_scan_run(out).events.values()]
             recalled, total, *_ = score_scan(out, truth)
             found, objects = found + recalled, objects + total
-        events = sum(verdicts.values())
+        verdicts = verdict_counts(tags)
+        events = len(tags)
         on_objects = verdicts[CONFIRMED] + verdicts[CLASS_PREFIX]
         print(f"{label:>6}  {events:>6}  {verdicts[CONFIRMED]:>9}  {verdicts[CLASS_PREFIX]:>9}  {verdicts[NOT_OBJECT]:>7}  "
               f"{percent(found / max(objects, 1)):>7}  {events / max(on_objects, 1):>16.2f}")  # fmt: skip
