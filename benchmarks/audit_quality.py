@@ -32,6 +32,8 @@ import shutil
 import time
 from pathlib import Path
 
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
 import numpy as np
 
 from cvtriage.cli import prepare_environment
@@ -43,18 +45,17 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from cvtriage.audit import (  # noqa: E402
-    KINDS,
-    audit_labels,
-    compute_fiftyone_mistakenness,
-    quiet_fiftyone,
-    read_image_labels,
-)
+from cvtriage.audit.findings import KINDS  # noqa: E402
+from cvtriage.audit.image_labels import read_image_labels  # noqa: E402
+from cvtriage.audit.inject import MANIFEST_NAME, inject_errors  # noqa: E402
+from cvtriage.audit.pipeline import audit_labels, quiet_fiftyone  # noqa: E402
+from cvtriage.audit.predictions import PREDICTIONS  # noqa: E402
+from cvtriage.audit.store import compute_fiftyone_mistakenness  # noqa: E402
+from cvtriage.boxes import iou_matrix  # noqa: E402
+from cvtriage.cli.audit import AuditStageBars  # noqa: E402
 from cvtriage.config import load_audit_config  # noqa: E402
-from cvtriage.dataset import GROUND_TRUTH, iou_matrix  # noqa: E402
-from cvtriage.inject import MANIFEST_NAME, inject_errors  # noqa: E402
-from cvtriage.paths import DEMO_WEIGHTS, PROJECT_ROOT  # noqa: E402
-from cvtriage.predictions import PREDICTIONS  # noqa: E402
+from cvtriage.labels.fiftyone_loading import GROUND_TRUTH  # noqa: E402
+from cvtriage.paths import DEMO_WEIGHTS  # noqa: E402
 from cvtriage.synth.dataset import GROUNDS  # noqa: E402
 
 console = Console()
@@ -225,7 +226,7 @@ def main() -> None:
                         help="synthetic ground: plain (what the demo model was trained on) or street (busy ground)")
     parser.add_argument("--weights", default=str(DEMO_WEIGHTS))
     parser.add_argument("--work", type=Path, default=PROJECT_ROOT / "runs" / "bench")
-    parser.add_argument("--conf", type=float, default=None, help="prediction confidence floor (default: configs/audit.yaml)")
+    parser.add_argument("--conf", type=float, default=None, help="prediction confidence floor (default: config/audit.yaml)")
     parser.add_argument("--reuse-predictions", action="store_true",
                         help="keep the last run's injected copy and predictions (to try ranking settings quickly)")
     args = parser.parse_args()
@@ -236,6 +237,9 @@ def main() -> None:
     noisy = args.work / f"noisy-{args.images}-{args.imgsz}-seed{args.seed}-rate{args.rate}{ground_suffix(args.ground)}"
     import fiftyone as fo
 
+    from cvtriage.database import connect_database
+
+    connect_database()  # as the commands do: safe beside other processes starting the database
     name = f"cvtriage-bench-audit-quality-seed{args.seed}{ground_suffix(args.ground)}"
     if not args.reuse_predictions:
         shutil.rmtree(noisy, ignore_errors=True)
@@ -243,12 +247,13 @@ def main() -> None:
         if fo.dataset_exists(name):
             fo.delete_dataset(name)
     weights = None if args.reuse_predictions else str(args.weights)
-    # The shipped settings (configs/audit.yaml), with this run's model, dataset and folders.
+    # The shipped settings (config/audit.yaml), with this run's model, dataset and folders.
     config = load_audit_config(
         weights=weights, dataset=name, imgsz=args.imgsz, conf=args.conf, out=str(args.work / "audit-report")
     )
     started, cpu_started = time.perf_counter(), time.process_time()
-    report = audit_labels(str(noisy / "data.yaml"), config)
+    with AuditStageBars() as stages:  # the audit's progress, as the CLI draws it
+        report = audit_labels(str(noisy / "data.yaml"), config, on_progress=stages)
     elapsed, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
 
     dataset = fo.load_dataset(name)
@@ -287,7 +292,7 @@ def main() -> None:
         ceiling.add_row(kind, f"{needed:.3f}", str(others), str(2 * n - int(np.ceil(TARGET_SHARE * n))))
     console.print(ceiling)
 
-    flags = Table(title="What audit-labels flags: each kind's threshold (configs/audit.yaml's rule), the findings at or "
+    flags = Table(title="What audit-labels flags: each kind's threshold (config/audit.yaml's rule), the findings at or "
                         "above it, and how many of them are injected errors (a reviewer's time is the cost)")
     for column in ("kind", "threshold", "flagged", "injected errors among them", "precision", "of the injected"):
         flags.add_column(column, justify="left" if column == "kind" else "right")

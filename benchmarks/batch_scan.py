@@ -27,9 +27,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
 import psutil
 
-from cvtriage.paths import DEMO_WEIGHTS, PROJECT_ROOT
+from cvtriage.paths import DEMO_WEIGHTS
 
 BENCH_DIR = PROJECT_ROOT / "runs" / "bench" / "batch"
 TARGET = 1.5
@@ -40,7 +42,7 @@ from cvtriage.batch.sources import expand_sources
 from cvtriage.config import load_scan_config
 ray.init(num_cpus={workers}, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
 settings = load_scan_config(weights={weights!r}, out={out!r}, dataset=None)
-report = run_batch(expand_sources({videos!r}), settings, ray_address="auto", show_progress=False)
+report = run_batch(expand_sources({videos!r}), settings, ray_address="auto")
 sys.exit(1 if report.failed else 0)
 """
 

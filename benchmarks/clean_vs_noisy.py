@@ -27,11 +27,12 @@ import sys
 import time
 from pathlib import Path
 
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
 from rich.console import Console
 from rich.table import Table
 
-from cvtriage.dataset import read_yolo_dataset
-from cvtriage.paths import PROJECT_ROOT
+from cvtriage.labels.yolo import read_yolo_dataset
 
 console = Console()
 SHARED_COCO_WEIGHTS = PROJECT_ROOT.parent / "shared" / "data" / "weights" / "yolov8n-coco.pt"

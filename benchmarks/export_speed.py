@@ -1,4 +1,4 @@
-"""What the scan's automatic OpenVINO export (cvtriage/export.py) buys on the CPU, and what it changes.
+"""What the scan's automatic OpenVINO export (cvtriage/scan/export.py) buys on the CPU, and what it changes.
 
 On one clip (default: the synthetic 1280x720 flyover scan_speed.py uses, made once), one run:
   1. the export's one-time cost: exporting a copy of the weights in a fresh folder;
@@ -15,7 +15,6 @@ On one clip (default: the synthetic 1280x720 flyover scan_speed.py uses, made on
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import shutil
@@ -26,18 +25,22 @@ import time
 from pathlib import Path
 
 import cv2
-from rich.console import Console
 
-from cvtriage.detect import Detector
-from cvtriage.events import EventSpan, match_spans
-from cvtriage.export import NO_EXPORT_ENV, cached_export, export_planned, load_export
 from cvtriage.config import load_scan_config
-from cvtriage.model import load_model, resolve_device
+from cvtriage.models import load_model, resolve_device
 from cvtriage.paths import DEMO_WEIGHTS
+from cvtriage.scan.detector import Detector
+from cvtriage.scan.export import (
+    NO_EXPORT_ENV,
+    cached_export,
+    export_planned,
+    load_export,
+)
 from cvtriage.synth.video import truth_path_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scan_speed import TRUTH_MIN_IOU, flyover, recall, run_scan_command  # noqa: E402
+from scan_speed import flyover, run_scan_command  # noqa: E402
+from scoring import TRUTH_MIN_IOU, EventSpan, match_spans, recall  # noqa: E402
 
 
 def sample_frames(video: Path, count: int) -> list:
@@ -88,13 +91,13 @@ def main() -> None:
         copy = Path(scratch) / Path(args.weights).name
         shutil.copyfile(args.weights, copy)
         started = time.perf_counter()
-        cached_export(copy, Console(file=io.StringIO()))
+        cached_export(copy)
         export_s = time.perf_counter() - started
-    export = cached_export(args.weights, Console(file=io.StringIO()))  # the scans' cache (made now if absent)
+    export = cached_export(args.weights)  # the scans' cache (made now if absent)
 
     width, height = int(cv2.VideoCapture(str(video)).get(3)), int(cv2.VideoCapture(str(video)).get(4))
-    pytorch = Detector(load_model(args.weights), settings, None, device, width, height)
-    exported = Detector(load_export(str(export), device), settings, None, device, width, height)
+    pytorch = Detector.for_model(load_model(args.weights), settings, None, device, width, height)
+    exported = Detector.for_model(load_export(str(export), device), settings, None, device, width, height)
     assert (exported.grid, exported.input_size) == (pytorch.grid, pytorch.input_size), "the export changed the plan"
     frames = sample_frames(video, args.frames)
     for detector in (pytorch, exported):

@@ -32,10 +32,12 @@ import sys
 import time
 from pathlib import Path
 
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
 import psutil
 
-from cvtriage.frames import probe_source
-from cvtriage.paths import DEMO_WEIGHTS, PROJECT_ROOT
+from cvtriage.paths import DEMO_WEIGHTS
+from cvtriage.scan.frames import probe_source
 from cvtriage.synth.video import FlyoverSpec, generate_video
 
 BENCH_DIR = PROJECT_ROOT / "runs" / "bench" / "long_video"
@@ -149,10 +151,11 @@ def compare_with_every_frame(video: Path, weights: str, events_json: Path, scan_
     """The every-frame loop on the same video: speed-up of the scan over it, and event recall."""
     import tempfile
 
-    from scan_speed import every_frame, print_inferred, print_missed, recall, span_seconds
+    from scan_speed import every_frame, print_inferred, print_missed
+    from scoring import EventSpan, match_spans, recall, span_seconds
 
     from cvtriage.config import ScanConfig
-    from cvtriage.events import EventSpan, match_spans, track_events
+    from cvtriage.scan.tracking import track_events
 
     document = json.loads(events_json.read_text())
     stats, settings = document["stats"], ScanConfig.model_validate(document["settings"])

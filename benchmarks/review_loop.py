@@ -5,12 +5,13 @@ A weak model is made from the demo detector by lowering its scores for some clas
 is on drone footage; with 0, their outputs are reset instead: it has never seen them). It scans
 review flyovers at a low confidence (proposals) into a FiftyOne dataset, and a simulated reviewer
 decides events from the ground truth, as App tags:
-an event whose track follows a truth object (median IoU >= REVIEWER_IOU over the frames both
+an event whose track follows a truth object (median IoU >= scoring.REVIEWER_IOU over the frames both
 exist) is `confirmed` when the class is right and `class:<truth class>` when not; any other event
 is `not-object`. For budgets of 10, 25 and 50 decisions, taken in `review-queue` order and in
-plain time order, it harvests a dataset, merged (`--merge`) into a small synthetic training set of
-the other classes (fine-tuning on a harvest alone makes a model forget: measured
-in the README), and prints:
+plain time order, it runs one turn of the loop through `cvtriage teach`'s function
+(cvtriage.review.teach: the harvest merged (`--merge`) into a small synthetic training set of the
+other classes, since fine-tuning on a harvest alone makes a model forget (measured in the docs);
+training; a rescan of the review flyovers into the next turn's dataset; compare), and prints:
 - boxes harvested per decision;
 - precision of the harvested boxes against the truth (same class, IoU >= 0.5 with a truth box in
   that frame; target >= 95%);
@@ -18,9 +19,9 @@ in the README), and prints:
   class, IoU >= 0.5; target >= 90%), leaving out those painted over (undecided detections, and
   everything outside the windows kept around decided objects): an unlabelled object in a training
   frame teaches background;
-then fine-tunes the weak model on it as the README's walk does (`cvtriage train` for a few CPU
-epochs, its other settings at their defaults) and scans test flyovers
-it has never seen at the scan's default confidence: event recall and precision against the truth
+the turn fine-tunes the weak model on it as the docs' walk does (a few CPU epochs, train's other
+settings at their defaults); the turn's rescan gives the next turn's queue, and the script scans
+test flyovers it has never seen at the scan's default confidence: event recall and precision against the truth
 (class, shared frames, keyframe box IoU >= 0.3), before and after, and the share of events on a
 truth object of any class (a false event is then a wrong class, not a false alarm). A run with 0 decisions (the
 synthetic training set alone) is the control.
@@ -42,38 +43,43 @@ import json
 import math
 import os
 import shutil
-import statistics
 import time
 from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 import numpy as np
 
 from cvtriage.cli import prepare_environment
+from cvtriage.cli.app import print_engine_logs
 
-# The CLI's defaults (FiftyOne quiet and untracked, Ultralytics' font), set before fiftyone loads.
+# The CLI's defaults (FiftyOne quiet and untracked, Ultralytics' font), set before fiftyone loads,
+# and the engine's notes printed as the commands print them.
 prepare_environment()
+print_engine_logs()
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
 from rich.console import Console  # noqa: E402
+from scoring import TRUTH_MIN_IOU, EventSpan, match_spans, reviewer_tag  # noqa: E402
 
+from cvtriage.boxes import iou_matrix  # noqa: E402
 from cvtriage.config import load_harvest_config, load_scan_config, load_train_config  # noqa: E402
-from cvtriage.dataset import iou_matrix, write_data_yaml  # noqa: E402
-from cvtriage.events import EventSpan, match_spans  # noqa: E402
-from cvtriage.paths import DEMO_WEIGHTS, PROJECT_ROOT  # noqa: E402
-from cvtriage.scan import run_scan  # noqa: E402
+from cvtriage.database import connect_database  # noqa: E402
+from cvtriage.decision_tags import CLASS_PREFIX, CONFIRMED, NOT_OBJECT  # noqa: E402
+from cvtriage.labels.yolo import write_data_yaml  # noqa: E402
+from cvtriage.paths import DEMO_WEIGHTS  # noqa: E402
+from cvtriage.review.harvest import harvest  # noqa: E402
+from cvtriage.review.teach import TurnSettings, teach  # noqa: E402
+from cvtriage.scan.pipeline import run_scan  # noqa: E402
+from cvtriage.scan.priority import REVIEW_QUEUE_VIEW  # noqa: E402
+from cvtriage.scan.results import read_scan_run  # noqa: E402
 from cvtriage.synth.dataset import generate_dataset  # noqa: E402
 from cvtriage.synth.video import FlyoverSpec, generate_video, truth_path_for  # noqa: E402
-from cvtriage.teach.decisions import CLASS_PREFIX, CONFIRMED, NOT_OBJECT  # noqa: E402
-from cvtriage.teach.harvest import harvest  # noqa: E402
-from cvtriage.teach.queue import REVIEW_QUEUE_VIEW  # noqa: E402
-from cvtriage.teach.tracks import read_scan_run  # noqa: E402
-from cvtriage.train import train  # noqa: E402
+from cvtriage.train.training import train  # noqa: E402
 
 BENCH_DIR = PROJECT_ROOT / "runs" / "bench" / "review-loop"
 DATASET = "cvtriage-bench-review-loop"
-REVIEWER_IOU = 0.5  # a track following a truth object this closely is that object
 LABEL_IOU = 0.5  # a harvested box this close to a truth box labels it
-TRUTH_MIN_IOU = 0.3  # as benchmarks/scan_speed.py: a found event's keyframe box on the object
 DECISION_TAGS = (CONFIRMED, NOT_OBJECT)
 console = Console(stderr=True)
 
@@ -126,22 +132,6 @@ def truth_boxes_by_frame(truth: dict) -> dict[int, list[tuple[str, list[float]]]
     return frames
 
 
-def reviewer_tag(event, truth: dict) -> str:
-    """What a reviewer who knows the truth tags this event."""
-    best_iou, best_class = 0.0, None
-    for record in truth["objects"]:
-        boxes = {int(row[0]): row[1:5] for row in record["boxes"]}
-        shared = [(row[1:5], boxes[row[0]]) for row in event.track if row[0] in boxes]
-        if not shared:
-            continue
-        median = statistics.median(float(iou_matrix([a], [b])[0, 0]) for a, b in shared)
-        if median > best_iou:
-            best_iou, best_class = median, record["class_name"]
-    if best_iou < REVIEWER_IOU:
-        return NOT_OBJECT
-    return CONFIRMED if best_class == event.class_name else f"{CLASS_PREFIX}{best_class}"
-
-
 def verdict_counts(tags) -> dict[str, int]:
     """How many of these reviewer tags are confirmed, wrong class (class:...) and not an object."""
     tags = list(tags)
@@ -151,7 +141,7 @@ def verdict_counts(tags) -> dict[str, int]:
 def scan(video: Path, weights: Path, out: Path, conf: float, dataset: str | None) -> Path:
     settings = load_scan_config(weights=str(weights), conf=conf, out=str(out))
     settings.dataset = dataset
-    return run_scan(video, settings, console=console, show_progress=False).out_dir
+    return run_scan(video, settings).out_dir
 
 
 def score_scan(results: Path, truth: dict) -> tuple[int, int, int, int, int]:
@@ -195,6 +185,16 @@ def score_harvest(data: Path, truths: dict[str, dict]) -> tuple[float, float, in
     return right / max(total, 1), labelled / max(present, 1), total
 
 
+def harvested(data: Path) -> tuple[int, dict[str, int]]:
+    """(frames a harvest wrote, its boxes by class), from its manifest.json."""
+    images = json.loads((data / "manifest.json").read_text())["images"]
+    boxes: dict[str, int] = {}
+    for image in images:
+        for label in image["labels"]:
+            boxes[label["class"]] = boxes.get(label["class"], 0) + 1
+    return len(images), boxes
+
+
 def decide(dataset, order: list[str], budget: int, tags: dict[str, str]) -> None:
     """Tag the first `budget` samples of `order` (sample ids) with the reviewer's decisions."""
     from fiftyone import ViewField as F
@@ -230,6 +230,7 @@ def main() -> None:
                         help="unseen flyovers for the next turn: what the weak model and the model from the largest "
                         "review-queue budget propose there at the review conf")
     args = parser.parse_args()
+    connect_database()  # started or joined safely beside other commands (benchmarks/watch_beside_review.py)
     started = time.monotonic()
     weak_classes = [name.strip() for name in args.weak_classes.split(",") if name.strip()]
     budgets = [int(b) for b in args.budgets.split(",")]
@@ -281,36 +282,41 @@ def main() -> None:
         for order_name, order in orders.items() if budget else [("(none)", [])]:
             decide(dataset, order, budget, tags)
             name = f"{order_name}-{budget}" if budget else "training-set-only"
-            data = BENCH_DIR / "harvest" / name
-            shutil.rmtree(data, ignore_errors=True)
+            # `cvtriage teach DATASET --merge BASE --epochs E` (the docs' walk), at the CPU's batch.
+            training = load_train_config(weights=str(weak), epochs=args.epochs, imgsz=args.imgsz, batch=16, device="cpu",
+                                         out=str(BENCH_DIR / "train"), name=name)  # fmt: skip
             if budget:
                 # The training set's class list lacks the weak classes: a reviewer's `confirmed`
                 # on one of them appends it, as `--new-class` does.
-                result = harvest(DATASET, data, load_harvest_config(new_classes=weak_classes), merge=base)
+                turns = BENCH_DIR / "turns" / name
+                shutil.rmtree(turns, ignore_errors=True)  # an earlier run's turn: this one starts afresh
+                turn = teach(DATASET, TurnSettings(load_harvest_config(new_classes=weak_classes), training, merge=base,
+                                                   out=turns, next_dataset=f"{DATASET}-{name}"))  # fmt: skip
+                data, trained = turn.data_yaml.parent, turn.best_weights
                 precision, completeness, boxes = score_harvest(data, truths)
-                frames = len(result.frames)
+                frames, by_class = harvested(data)
+                rescan = {status: sum(c.counts[status] for c in turn.comparisons) for status in ("matched", "gained", "lost")}
+                print(f"    turn: the review flyovers rescanned: {rescan['matched']} events matched, {rescan['gained']} "
+                      f"gained, {rescan['lost']} lost; the next queue holds {turn.queue} events", flush=True)  # fmt: skip
                 # The same decisions harvested as whole frames (context 0): what the windows buy.
                 whole = BENCH_DIR / "harvest" / f"{name}-whole-frames"
                 shutil.rmtree(whole, ignore_errors=True)
                 harvest(DATASET, whole, load_harvest_config(context=0, new_classes=weak_classes))
                 whole_completeness = score_harvest(whole, truths)[1]
                 decided = [tags[sid] for sid in order[:budget]]
-                new_class_boxes = sum(n for name, n in result.boxes().items() if name in weak_classes)
+                new_class_boxes = sum(n for name, n in by_class.items() if name in weak_classes)
             else:
                 # The weak model's whole class list, as a harvest appends it: a dataset of two
                 # classes would give the fine-tuned model a two-class head.
+                data = BENCH_DIR / "harvest" / name
+                shutil.rmtree(data, ignore_errors=True)
                 shutil.copytree(base, data)
                 write_data_yaml(data, known + weak_classes, {"train": "images/train", "val": "images/val"})
                 precision = completeness = whole_completeness = float("nan")
                 boxes = frames = new_class_boxes = 0
                 decided = []
-            # `cvtriage train DATA --weights WEAK --epochs E` (the README's walk), at the CPU's batch.
-            settings = load_train_config(
-                weights=str(weak), epochs=args.epochs, imgsz=args.imgsz, batch=16, device="cpu",
-                out=str(BENCH_DIR / "train"), name=name,
-            )  # fmt: skip
-            shutil.rmtree(BENCH_DIR / "train" / name, ignore_errors=True)  # a run folder of an earlier run
-            trained = train(data, settings, console=console).best_weights
+                shutil.rmtree(BENCH_DIR / "train" / name, ignore_errors=True)  # a run folder of an earlier run
+                trained = train(data, training).best_weights  # the control: no decisions, no turn
             models[name] = trained
             recall, event_precision, on_any_object = test_scores(trained, name)
             rows.append((budget, order_name, boxes / max(budget, 1), precision, completeness, frames, recall, event_precision,

@@ -45,18 +45,20 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
 import cv2
 import numpy as np
+from scoring import TRUTH_MIN_IOU, EventSpan, match_spans, recall, span_seconds
 
 from cvtriage.config import ScanConfig
-from cvtriage.detect import FrameDetections
-from cvtriage.events import EventSpan, match_spans, track_events
-from cvtriage.frames import probe_source
-from cvtriage.paths import DEMO_WEIGHTS, PROJECT_ROOT
+from cvtriage.paths import DEMO_WEIGHTS
+from cvtriage.scan.frames import probe_source
+from cvtriage.scan.tracking import track_events
 from cvtriage.synth.video import truth_path_for
+from cvtriage.types import FrameDetections
 
 BENCH_DIR = PROJECT_ROOT / "runs" / "bench"
-TRUTH_MIN_IOU = 0.3
 TILED = "every frame, scan's tiles"
 WHOLE = "scan, whole-frame refinement"
 
@@ -102,7 +104,7 @@ def every_frame_program(video: Path, weights: str, imgsz: int, conf: float, iou:
     started = time.perf_counter()
     from ultralytics import YOLO
 
-    from cvtriage.model import class_names, resolve_device
+    from cvtriage.models import class_names, resolve_device
 
     device = resolve_device("auto")  # every core, as the scan uses
     model = YOLO(weights, task="detect")
@@ -128,6 +130,12 @@ def every_frame(
     command = [sys.executable, __file__, "--every-frame-program",
                json.dumps([str(video), weights, imgsz, conf, iou, agnostic, str(out)])]  # fmt: skip
     timing = timed_program(command, "every-frame loop")
+    frames, fps, names, loop_wall_s = read_every_frame(video, out)
+    return timing, loop_wall_s, frames, fps, names
+
+
+def read_every_frame(video: Path, out: Path) -> tuple[list[FrameDetections], float, dict, float]:
+    """What every_frame_program wrote: (frames, the average fps, names, the loop's own wall time)."""
     document = json.loads(out.read_text())
     info = probe_source(video)
     fps = info.fps
@@ -137,7 +145,7 @@ def every_frame(
         for index, (xyxy, scores, classes) in enumerate(document["frames"])
     ]
     names = {int(key): value for key, value in document["names"].items()}
-    return timing, document["loop_wall_s"], frames, fps, names
+    return frames, fps, names, document["loop_wall_s"]
 
 
 def run_scan_command(video: Path, weights: str, out: Path, flags: list[str]) -> tuple[Timing, dict]:
@@ -155,15 +163,6 @@ def without_sampling(flags: list[str]) -> list[str]:
             kept.append(flag)
         skip = not skip and flag in ("--fps", "--every")
     return kept
-
-
-def recall(matches: list) -> str:
-    hits = sum(match is not None for match in matches)
-    return f"{hits / len(matches):6.1%} ({hits}/{len(matches)})" if matches else "   n/a"
-
-
-def span_seconds(span: EventSpan, fps: float) -> float:
-    return (span.last_frame - span.first_frame + 1) / fps
 
 
 def print_missed(reference: list[EventSpan], matches: list, fps: float) -> None:
@@ -243,7 +242,7 @@ def main() -> None:
             )
         settings = ScanConfig.model_validate(document["settings"])  # as the scan ran: tracker, conf, iou
         imgsz = stats["imgsz"]
-        # The loop runs what the scan ran: on the CPU, the weights' cached OpenVINO export (cvtriage/export.py).
+        # The loop runs what the scan ran: on the CPU, the weights' cached OpenVINO export (cvtriage/scan/export.py).
         loop_weights = stats.get("export") or args.weights
         loop_time, loop_alone_s, per_frame, fps, names = every_frame(
             video, loop_weights, imgsz, settings.conf, settings.iou, settings.agnostic_nms, Path(scratch)

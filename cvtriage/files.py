@@ -1,4 +1,5 @@
-"""Files and folders written whole or not at all: a reader (or a resumed run) never sees a half-written one."""
+"""Files and folders written whole or not at all: a reader (or a resumed run) never sees a
+half-written one. And the crash points where tests stop a process dead (`fault_point`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,12 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+# Crash tests name a point in this variable; a process reaching that point ends at once, as kill -9
+# would end it there (no cleanup, no exit handlers, buffered writes lost), so a test can check what
+# a restart makes of exactly that state. Unset (always, outside tests): every point is a no-op.
+FAULT_ENV = "CVTRIAGE_FAULT"
+FAULT_EXIT_CODE = 86
 
 
 @contextmanager
@@ -45,3 +52,9 @@ def replace_dir(staging: Path, target: Path) -> None:
         previous.rename(target)
         raise
     shutil.rmtree(previous, ignore_errors=True)
+
+
+def fault_point(name: str) -> None:
+    """Stop this process dead here when CVTRIAGE_FAULT names this point (see FAULT_ENV)."""
+    if os.environ.get(FAULT_ENV) == name:
+        os._exit(FAULT_EXIT_CODE)

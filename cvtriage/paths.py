@@ -1,9 +1,16 @@
-"""Where the project's own files live, whatever the working directory."""
+"""Where cvtriage's own files are: those that ship inside the package, found from it (a wheel
+install has no source tree), and a source checkout's pre-0.2 settings."""
 
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-CONFIG_DIR = PROJECT_ROOT / "configs"
-WEIGHTS_DIR = PROJECT_ROOT / "weights"
-# The demo detector this project trains on its own synthetic data (see weights/README.md).
-DEMO_WEIGHTS = WEIGHTS_DIR / "cvtriage-synth-yolo11n.pt"
+PACKAGE_DIR = Path(__file__).resolve().parent
+CONFIG_DIR = PACKAGE_DIR / "config"
+# The demo detector this project fine-tuned on its own synthetic data (its card: weights/README.md in
+# the source tree). `--weights demo` and `weights: demo` name it.
+DEMO_WEIGHTS = PACKAGE_DIR / "weights" / "cvtriage-everyday-yolov8n.pt"
+DEMO_WEIGHTS_NAME = "demo"
+# Until 0.2 the defaults were edited in the source checkout's configs/ folder, beside the package:
+# a checkout's copies there are still read for one release (cvtriage.config). None outside a
+# checkout (a wheel install sits in site-packages, where a configs/ folder is someone else's).
+_CHECKOUT = PACKAGE_DIR.parent
+OLD_CONFIG_DIR = _CHECKOUT / "configs" if (_CHECKOUT / "pyproject.toml").is_file() else None

@@ -5,6 +5,7 @@ read it at import time.
 """
 
 import atexit
+import logging
 import os
 import shutil
 import sys
@@ -27,7 +28,7 @@ os.environ["YOLO_OFFLINE"] = "1"
 os.environ["YOLO_CONFIG_DIR"] = str(_SESSION_DIR / "yolo-config")
 os.environ["MPLBACKEND"] = "Agg"
 # Scans run PyTorch, as before: OpenVINO exports are made only by the export's own tests, in
-# their tmp folders, never beside the project's weights (see cvtriage.export).
+# their tmp folders, never beside the project's weights (see cvtriage.scan.export).
 os.environ["CVTRIAGE_NO_EXPORT"] = "1"
 
 _font_dir = _SESSION_DIR / "yolo-config" / "Ultralytics"
@@ -41,6 +42,8 @@ import ultralytics.utils  # noqa: E402, F401
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
+# The benchmarks' yardstick (benchmarks/scoring.py: match_spans) checks scans against known answers here too.
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +79,6 @@ def pytest_sessionfinish(session, exitstatus):
 def random_init_weights(tmp_path_factory):
     """A random-init yolo11n that names yolo_factory's classes (plumbing only: it detects nothing)."""
     from ultralytics import YOLO
-
     from yolo_factory import NAMES
 
     model = YOLO("yolo11n.yaml")
@@ -84,3 +86,28 @@ def random_init_weights(tmp_path_factory):
     path = tmp_path_factory.mktemp("weights") / "random-yolo11n.pt"
     model.save(str(path))
     return path
+
+
+class _Lines(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.levelname}: {record.getMessage()}")
+
+
+@pytest.fixture
+def engine_log():
+    """What cvtriage's engine logs (notes and warnings) while the test runs, one "LEVEL: message"
+    string each. Caught on the `cvtriage` logger itself: once a CLI test has installed its printer
+    there, records no longer reach the root logger that caplog watches."""
+    logger, handler = logging.getLogger("cvtriage"), _Lines()
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield handler.lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

@@ -10,28 +10,27 @@ import uuid
 import numpy as np
 import pytest
 from typer.testing import CliRunner
+from yolo_factory import write_yolo_dataset
 
-from cvtriage.audit import (
-    CSV_COLUMNS,
+from cvtriage.audit.findings import (
     KINDS,
-    Finding,
     LIKELY_MISLABELED,
-    ImageLabels,
+    Finding,
     audit_tag,
-    compute_fiftyone_mistakenness,
-    evaluate,
     kind_view_name,
+)
+from cvtriage.audit.image_labels import ImageLabels, read_image_labels
+from cvtriage.audit.predictions import PREDICTIONS
+from cvtriage.audit.reports import CSV_COLUMNS
+from cvtriage.audit.scoring import (
     rank_findings,
-    read_image_labels,
-    store_findings,
     surround_contrast,
     weigh_by_image_contrast,
 )
+from cvtriage.audit.store import compute_fiftyone_mistakenness, evaluate, store_findings
 from cvtriage.cli import app
 from cvtriage.config import AuditConfig
-from cvtriage.dataset import GROUND_TRUTH
-from cvtriage.predictions import PREDICTIONS
-from yolo_factory import write_yolo_dataset
+from cvtriage.labels.fiftyone_loading import GROUND_TRUTH
 
 CLASSES = ["car", "person", "boat"]
 

@@ -9,24 +9,17 @@ import uuid
 
 import numpy as np
 import pytest
+from test_audit import corrupted_dataset, image_labels  # noqa: F401 (corrupted_dataset: a fixture)
 from typer.testing import CliRunner
 
-from cvtriage.audit import (
-    KINDS,
-    Finding,
-    choose_thresholds,
-    flag_findings,
-    flag_thresholds,
-    group_findings,
-    kind_view_name,
-    rank_findings,
-    read_image_labels,
-    store_findings,
-    weigh_by_image_contrast,
-)
+from cvtriage.audit.findings import KINDS, Finding, kind_view_name
+from cvtriage.audit.groups import flag_findings, group_findings
+from cvtriage.audit.image_labels import read_image_labels
+from cvtriage.audit.scoring import rank_findings, weigh_by_image_contrast
+from cvtriage.audit.store import store_findings
+from cvtriage.audit.thresholds import choose_thresholds, flag_thresholds
 from cvtriage.cli import app
 from cvtriage.config import AuditConfig
-from test_audit import corrupted_dataset, image_labels  # noqa: F401 (corrupted_dataset: a fixture)
 
 
 def _street(seed: int = 0, size: int = 320) -> np.ndarray:
@@ -48,7 +41,8 @@ def _street(seed: int = 0, size: int = 320) -> np.ndarray:
 def test_a_spurious_box_on_busy_ground_outranks_a_missed_object_on_it(tmp_path):
     import cv2
 
-    from cvtriage.synth.scene import Scene, draw_bag
+    from cvtriage.synth.objects import draw_bag
+    from cvtriage.synth.scene import Scene
 
     scene = Scene(_street(), sun=(0.6, 0.4), shadow_strength=0.5)
     bag = scene.sprite(draw_bag(np.random.default_rng(3)), center=(250.0, 250.0), size=40, angle=0.6)
@@ -87,27 +81,44 @@ def test_each_kinds_threshold_is_the_lowest_score_where_planted_errors_are_half_
     rng = np.random.default_rng(seed)
     findings = _random_findings(rng, 300)
     planted = {kind: list(np.clip(rng.normal(0.7, 0.25, 100), 0, 1)) for kind in KINDS}
-    config = AuditConfig(flag_precision=float(rng.uniform(0.3, 0.8)), assumed_error_rate=float(rng.uniform(0.02, 0.2)))
+    drawn = AuditConfig(flag_precision=float(rng.uniform(0.3, 0.8)), assumed_error_rate=float(rng.uniform(0.02, 0.2)))
     labels = 1000
-    thresholds = flag_thresholds(findings, planted, labels, config)
-    for kind in KINDS:
-        scores = [f.score for f in findings if f.kind == kind]
-        expected_errors = config.assumed_error_rate * labels / 4
+    # The drawn settings, and stricter ones: the rule holds for each.
+    for config in (drawn, drawn.model_copy(update={"flag_precision": 0.9}), drawn.model_copy(update={"assumed_error_rate": 0.01})):
+        thresholds = flag_thresholds(findings, planted, labels, config)
+        for kind in KINDS:
+            scores = [f.score for f in findings if f.kind == kind]
+            expected_errors = config.assumed_error_rate * labels / 4
 
-        def holds(cut):
-            # Flagging from `cut` flags what any threshold down to the next lower score would.
-            below = max([score for score in scores if score < cut], default=0.0)
-            errors = expected_errors * np.mean(np.asarray(planted[kind]) > below)
-            return errors >= config.flag_precision * sum(score >= cut for score in scores)
+            def holds(cut):
+                # Flagging from `cut` flags what any threshold down to the next lower score would.
+                below = max([score for score in scores if score < cut], default=0.0)
+                errors = expected_errors * np.mean(np.asarray(planted[kind]) > below)
+                return errors >= config.flag_precision * sum(score >= cut for score in scores)
 
-        # The rule by its definition, score by score.
-        passing = [score for score in scores if score > 0 and holds(score)]
-        assert thresholds[kind] == (min(passing) if passing else float("inf"))
-    # Not a constant: asking for more precision, or expecting fewer errors, raises every threshold.
-    stricter = flag_thresholds(findings, planted, labels, config.model_copy(update={"flag_precision": 0.9}))
-    rarer = flag_thresholds(findings, planted, labels, config.model_copy(update={"assumed_error_rate": 0.01}))
-    assert all(stricter[k] >= thresholds[k] or config.flag_precision > 0.9 for k in KINDS)
-    assert all(rarer[k] >= thresholds[k] or config.assumed_error_rate < 0.01 for k in KINDS)
+            # The rule by its definition, score by score.
+            passing = [score for score in scores if score > 0 and holds(score)]
+            assert thresholds[kind] == (min(passing) if passing else float("inf"))
+
+
+def test_asking_for_more_precision_or_expecting_fewer_errors_raises_every_threshold():
+    """Each kind: 100 findings scoring 0.01, 0.02, ..., 1.00 and planted errors that all score
+    1.0, so the rule flags from the lowest score k/100 at which the 101 - k findings scoring as
+    much are at most the expected errors (assumed_error_rate x 1,000 labels / 4 kinds) divided by
+    flag_precision. Fails if the rule ignores the precision asked for (cvtriage.audit.thresholds,
+    flag_thresholds: `config.flag_precision * real_at_least` -> `0.5 * real_at_least`)."""
+    findings = [Finding(kind, k / 100, f"s{k}", "i") for kind in KINDS for k in range(1, 101)]
+    planted = {kind: [1.0] * 50 for kind in KINDS}
+
+    def thresholds(**settings) -> set[float]:
+        by_kind = flag_thresholds(findings, planted, 1000, AuditConfig(**settings))
+        assert set(by_kind) == set(KINDS)
+        return set(by_kind.values())
+
+    assert thresholds(flag_precision=0.5, assumed_error_rate=0.05) == {0.76}  # 12.5 / 0.5 = 25 findings: k >= 76
+    assert thresholds(flag_precision=0.9, assumed_error_rate=0.05) == {0.88}  # 12.5 / 0.9 = 13.9: k >= 88
+    assert thresholds(flag_precision=0.5, assumed_error_rate=0.01) == {0.96}  # 2.5 / 0.5 = 5: k >= 96
+    assert thresholds(flag_precision=0.5, assumed_error_rate=0.001) == {float("inf")}  # under one error: none
 
 
 def test_thresholds_from_planted_errors_flag_the_real_errors(corrupted_dataset):  # noqa: F811
@@ -132,8 +143,8 @@ def test_thresholds_from_planted_errors_flag_the_real_errors(corrupted_dataset):
 def test_border_touching_missing_findings_are_one_group_and_can_be_switched_off():
     import fiftyone as fo
 
-    from cvtriage.dataset import GROUND_TRUTH
-    from cvtriage.predictions import PREDICTIONS
+    from cvtriage.audit.predictions import PREDICTIONS
+    from cvtriage.labels.fiftyone_loading import GROUND_TRUTH
 
     # 30 images, labels away from the frame, every one seen by the model; in 12 of them the model
     # also sees a car cut off by the frame that nobody labelled (a labelling policy), and in 3 an

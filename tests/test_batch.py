@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from square_video import SlowSquareDetector, Square, SquareDetector, write_square_video
 from typer.testing import CliRunner
 
 from cvtriage.batch.runner import run_batch
@@ -22,8 +23,8 @@ from cvtriage.batch.types import ModelRecipe
 from cvtriage.cli import app
 from cvtriage.config import load_scan_config
 from cvtriage.errors import CvtriageError
-from cvtriage.scan import log_path, run_scan
-from square_video import Square, SlowSquareDetector, SquareDetector, write_square_video
+from cvtriage.scan.log import log_path
+from cvtriage.scan.pipeline import run_scan
 
 TESTS = Path(__file__).resolve().parent
 FLIGHTS = {
@@ -49,7 +50,7 @@ def settings_for(out: Path, dataset: str | None):
 
 def scanned_alone(video: Path, tmp_path: Path) -> list:
     """The events.json events of the video scanned by itself, the single-scan way."""
-    result = run_scan(video, settings_for(tmp_path / "alone", None), show_progress=False, model=SquareDetector())
+    result = run_scan(video, settings_for(tmp_path / "alone", None), model=SquareDetector())
     return json.loads((result.out_dir / "events.json").read_text())["events"]
 
 
@@ -71,7 +72,7 @@ def test_ray_batch_isolates_the_corrupt_video_and_a_rerun_skips_finished_ones(ra
     dataset = f"test-batch-{uuid.uuid4().hex[:8]}"
     settings = settings_for(tmp_path / "runs", dataset)
     recipe = ModelRecipe("squares", SquareDetector)
-    report = run_batch(expand_sources([flights]), settings, ray_address="auto", recipe=recipe, show_progress=False)
+    report = run_batch(expand_sources([flights]), settings, ray_address="auto", recipe=recipe)
 
     status = {outcome.source.name: outcome for outcome in report.outcomes}
     assert [status[name].status for name in ("broken.mp4", "north.mp4", "south.mp4")] == ["failed", "scanned", "scanned"]
@@ -85,7 +86,7 @@ def test_ray_batch_isolates_the_corrupt_video_and_a_rerun_skips_finished_ones(ra
     written = json.loads(report.batch_json.read_text())
     assert written["failed"] == 1 and [v["status"] for v in written["videos"]] == ["failed", "scanned", "scanned"]
 
-    again = run_batch(expand_sources([flights]), settings, ray_address="auto", recipe=recipe, show_progress=False)
+    again = run_batch(expand_sources([flights]), settings, ray_address="auto", recipe=recipe)
     assert [o.status for o in again.outcomes] == ["failed", "finished earlier", "finished earlier"]
     assert [o.events for o in again.outcomes[1:]] == [len(stored["north"]), len(stored["south"])]
     assert samples_by_video(dataset) == stored
@@ -115,7 +116,7 @@ def test_a_worker_killed_mid_batch_is_retried_and_resumes_from_its_log(ray_runti
 
     killer = threading.Thread(target=kill_a_worker_mid_video)
     killer.start()
-    report = run_batch(sources, settings, ray_address="auto", recipe=recipe, show_progress=False)
+    report = run_batch(sources, settings, ray_address="auto", recipe=recipe)
     killer.join()
 
     assert killed, "no worker was killed"
@@ -130,15 +131,46 @@ def test_a_batch_in_this_process_resumes_an_interrupted_video_and_scans_the_rest
     north = flights / "north.mp4"
     log = log_path(settings, north)
     log.parent.mkdir(parents=True)
-    run_scan(north, settings, show_progress=False, model=SquareDetector())
+    run_scan(north, settings, model=SquareDetector())
     header, *frames, _complete = log.read_text().splitlines()
     log.write_text("\n".join([header, *frames[:5]]) + "\n")  # as if killed after five frames
 
-    report = run_batch(expand_sources([north, flights / "south.mp4"]), settings, recipe=ModelRecipe("squares", SquareDetector),
-                       show_progress=False)  # fmt: skip
+    report = run_batch(expand_sources([north, flights / "south.mp4"]), settings, recipe=ModelRecipe("squares", SquareDetector))
     assert [(o.source.name, o.status) for o in report.outcomes] == [("north.mp4", "resumed"), ("south.mp4", "scanned")]
     assert events_of(tmp_path / "runs" / "north") == scanned_alone(north, tmp_path)
     assert json.loads(log.read_text().splitlines()[-1]) == {"complete": True}
+
+
+class CountedSquareDetector(SquareDetector):
+    """A SquareDetector that counts how often one is built in this process."""
+
+    built = 0
+
+    def __init__(self):
+        super().__init__()
+        CountedSquareDetector.built += 1
+
+
+def test_a_worker_loads_its_model_once_for_all_the_videos_it_gets(flights, tmp_path):
+    import pickle
+
+    from cvtriage.batch.ray_tasks import _scan_task
+
+    settings = settings_for(tmp_path / "runs", None)
+    recipe = ModelRecipe("squares", CountedSquareDetector)
+    for name in FLIGHTS:  # Ray sends each task its own copy of the recipe
+        outcome = _scan_task(str(flights / f"{name}.mp4"), settings, pickle.loads(pickle.dumps(recipe)))
+        assert outcome.status == "scanned" and outcome.events
+    assert CountedSquareDetector.built == 1
+
+
+def test_gpus_per_video_auto_shares_each_gpu_between_four_videos():
+    from cvtriage.batch.ray_tasks import GPU_SHARE_PER_VIDEO, gpus_per_video
+
+    assert GPU_SHARE_PER_VIDEO == 0.25
+    assert gpus_per_video("auto", 1, "auto") == gpus_per_video("auto", 8, "0") == 0.25
+    assert gpus_per_video("auto", 0, "auto") == gpus_per_video("auto", 2, "cpu") == gpus_per_video("auto", 2, "CPU") == 0
+    assert gpus_per_video(0.5, 0, "cpu") == 0.5 and gpus_per_video(1, 4, "auto") == 1
 
 
 # --- what the arguments name --------------------------------------------------------------------
@@ -197,6 +229,18 @@ def test_cli_bad_batch_inputs_are_one_line_each(flights, tmp_path):
     assert time.perf_counter() - started < 10
     one_error_line(runner.invoke(app, ["scan", str(tmp_path / "*.MOV"), "--no-dataset"]), "*.MOV", "no file matches")
     one_error_line(runner.invoke(app, ["scan", str(flights / "north.mp4"), "--dataset", "my scans"]), "dataset", "'my scans'")
+
+
+def test_cli_batch_config_file_is_checked_before_any_video_is_scanned(flights, tmp_path):
+    """Fails if --batch-config is not read (an unknown option), or read only once videos are scanned."""
+    settings = tmp_path / "my-batch.yaml"
+    settings.write_text("gpus_per_video: 0.5\nmax_retrys: 2\n")
+    out = tmp_path / "runs"
+    result = runner.invoke(app, ["scan", str(flights / "north.mp4"), str(flights / "south.mp4"), "--batch-config", str(settings),
+                                 "--no-dataset", "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 2  # a settings file's mistake, as for --config
+    one_error_line(result, "my-batch.yaml", "max_retrys")
+    assert not out.exists()
 
 
 def test_cli_unreachable_database_is_one_line_naming_the_uri_without_its_password(flights, tmp_path):

@@ -11,8 +11,14 @@ from typer.testing import CliRunner
 
 from cvtriage.cli import app
 from cvtriage.errors import CvtriageError
-from cvtriage.events import EventSpan
-from cvtriage.teach.compare import best_track_iou, compare_runs, compare_scans, load_run, match_tracks
+from cvtriage.review.compare import (
+    TrackSpan,
+    best_track_iou,
+    compare_runs,
+    compare_scans,
+    load_run,
+    match_tracks,
+)
 
 FPS = 30.0
 VIDEO = {"name": "flight.mp4", "kind": "video", "width": 640, "height": 480, "fps": FPS, "frame_count": 300,
@@ -90,18 +96,18 @@ def test_matches_by_track_whatever_the_class(scans):
 
 def test_best_track_iou_compares_nearest_frames_within_the_gap():
     box = (0.0, 0.0, 10.0, 10.0)
-    a = EventSpan("car", 0, 40, {0: box, 40: box})
-    assert best_track_iou(a, EventSpan("car", 20, 20, {20: box}), max_frame_gap=15) == 0.0  # 20 frames from both
-    assert best_track_iou(a, EventSpan("car", 30, 30, {30: box}), max_frame_gap=15) == 1.0
+    a = TrackSpan(0, 40, {0: box, 40: box})
+    assert best_track_iou(a, TrackSpan(20, 20, {20: box}), max_frame_gap=15) == 0.0  # 20 frames from both
+    assert best_track_iou(a, TrackSpan(30, 30, {30: box}), max_frame_gap=15) == 1.0
     # Either track's boxes look for the other's: B's one box, 10 frames after A's last.
-    assert best_track_iou(EventSpan("car", 0, 0, {0: box}), EventSpan("car", 0, 10, {10: box}), 15) == 1.0
+    assert best_track_iou(TrackSpan(0, 0, {0: box}), TrackSpan(0, 10, {10: box}), 15) == 1.0
 
 
 def test_match_tracks_prefers_the_pair_sharing_most_frames():
     box = (0.0, 0.0, 10.0, 10.0)
-    long = EventSpan("car", 0, 100, {frame: box for frame in range(0, 101, 10)})
-    short = EventSpan("car", 90, 100, {90: box, 100: box})
-    longer = EventSpan("truck", 0, 80, {frame: box for frame in range(0, 81, 10)})
+    long = TrackSpan(0, 100, {frame: box for frame in range(0, 101, 10)})
+    short = TrackSpan(90, 100, {90: box, 100: box})
+    longer = TrackSpan(0, 80, {frame: box for frame in range(0, 81, 10)})
     assert match_tracks([long], [short, longer], max_frame_gap=5, min_iou=0.3) == [(0, 1, 1.0)]
     assert match_tracks([long, long], [short, longer], max_frame_gap=5, min_iou=0.3) == [(0, 1, 1.0), (1, 0, 1.0)]
     assert match_tracks([long], [short], max_frame_gap=5, min_iou=1.01) == []

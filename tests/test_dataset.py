@@ -10,18 +10,17 @@ import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
+from yolo_factory import NAMES, write_yolo_dataset
 
+from cvtriage.boxes import iou_matrix
 from cvtriage.cli import app
-from cvtriage.dataset import (
+from cvtriage.errors import CvtriageError
+from cvtriage.labels.fiftyone_loading import (
     GROUND_TRUTH,
     default_dataset_name,
-    iou_matrix,
     load_into_fiftyone,
-    read_yolo_dataset,
-    require_readable_labels,
 )
-from cvtriage.errors import CvtriageError
-from yolo_factory import NAMES, write_yolo_dataset
+from cvtriage.labels.yolo import read_yolo_dataset, require_readable_labels
 
 
 def _name() -> str:

@@ -2,11 +2,14 @@
 
 import numpy as np
 import pytest
-
-from cvtriage.config import load_scan_config
-from cvtriage.detect import FrameDetections, centred_in
-from cvtriage.events import EventSpan, changed_boxes, match_spans, refine_gap, track_events
+from scoring import EventSpan, match_spans
 from square_video import Square
+
+from cvtriage.boxes import centred_in
+from cvtriage.config import load_scan_config
+from cvtriage.scan.refine import changed_boxes, refine_gap
+from cvtriage.scan.tracking import track_events
+from cvtriage.types import FrameDetections
 
 FPS = 30.0
 SETTINGS = load_scan_config(conf=0.3, track_gap_seconds=1.0, min_event_frames=2)

@@ -3,26 +3,26 @@ rebuilt when they change or the cache is broken, never used for other weights.""
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from rich.console import Console
 
 pytest.importorskip("openvino")
 
-from cvtriage import export  # noqa: E402
-from cvtriage.config import load_scan_config  # noqa: E402
-from cvtriage.export import EXPORTS_DIR, MARKER, cached_export, is_complete, weights_digest  # noqa: E402
 from square_video import Square, write_square_video  # noqa: E402
 
-
-def quiet() -> tuple[Console, io.StringIO]:
-    text = io.StringIO()
-    return Console(file=text, width=400), text
+from cvtriage.config import load_scan_config  # noqa: E402
+from cvtriage.scan import export  # noqa: E402
+from cvtriage.scan.export import (  # noqa: E402
+    EXPORTS_DIR,
+    MARKER,
+    cached_export,
+    is_complete,
+    weights_digest,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -38,9 +38,7 @@ def exported(tmp_path_factory, random_init_weights) -> Path:
     folder = tmp_path_factory.mktemp("exported")
     weights = folder / "m.pt"
     shutil.copyfile(random_init_weights, weights)
-    console, text = quiet()
-    made = cached_export(weights, console)
-    assert "exporting once" in text.getvalue()
+    made = cached_export(weights)
     assert made.parent == folder / EXPORTS_DIR and is_complete(made, weights_digest(weights))
     return folder
 
@@ -68,40 +66,39 @@ def other_weights(path: Path) -> Path:
     return path
 
 
-def test_cached_export_is_reused_not_made_again(weights, no_new_exports):
-    console, text = quiet()
-    found = cached_export(weights, console)
+def test_cached_export_is_reused_not_made_again(weights, no_new_exports, engine_log):
+    found = cached_export(weights)
     assert found.parent == weights.parent / EXPORTS_DIR
     assert found.name.startswith(f"m-{weights_digest(weights)[:12]}-") and found.name.endswith("_openvino_model")
-    assert "(cached in" in text.getvalue() and "exporting" not in text.getvalue()
+    assert engine_log == [f"INFO: OpenVINO export of {weights} (cached in {found})"]
 
 
-def test_changed_weights_get_a_new_export_and_never_the_old_one(weights):
-    old = cached_export(weights, quiet()[0])
+def test_changed_weights_get_a_new_export_and_never_the_old_one(weights, engine_log):
+    old = cached_export(weights)
     other_weights(weights)  # the same file, now other weights
-    console, text = quiet()
-    new = cached_export(weights, console)
-    assert "exporting once" in text.getvalue()
+    engine_log.clear()
+    new = cached_export(weights)
+    assert engine_log == [f"INFO: OpenVINO export of {weights}: exporting once to {new} (--no-export: PyTorch)"]
     assert new != old and not old.exists()  # the stale export beside the weights is gone
     marker = json.loads((new / MARKER).read_text())
     assert marker["weights_sha256"] == weights_digest(weights)
 
 
-def test_a_half_written_temporary_folder_is_ignored_and_a_broken_export_rebuilt(weights, monkeypatch):
+def test_a_half_written_temporary_folder_is_ignored_and_a_broken_export_rebuilt(weights, engine_log):
     exports = weights.parent / EXPORTS_DIR
     final = next(exports.glob("*_openvino_model"))
     # A killed export leaves its temporary folder (never looked up), with a half export in it.
     leftover = exports / ".tmp-killed" / final.name
     leftover.mkdir(parents=True)
     (leftover / "m.xml").write_text("<half")
-    assert cached_export(weights, quiet()[0]) == final
+    assert cached_export(weights) == final
     # A cache folder whose files do not match its marker is not trusted: it is rebuilt.
     binary = next(final.glob("*.bin"))
     binary.write_bytes(binary.read_bytes()[:1000])
     assert not is_complete(final, weights_digest(weights))
-    console, text = quiet()
-    assert cached_export(weights, console) == final
-    assert "exporting once" in text.getvalue() and is_complete(final, weights_digest(weights))
+    engine_log.clear()
+    assert cached_export(weights) == final
+    assert "exporting once" in engine_log[0] and is_complete(final, weights_digest(weights))
     assert not any(path.name.startswith(".tmp-") and path.name != ".tmp-killed" for path in exports.iterdir())
 
 
@@ -112,11 +109,11 @@ def test_an_unwritable_weights_folder_falls_back_to_the_user_cache(tmp_path, ran
     shutil.copyfile(random_init_weights, weights)
     # Root writes anywhere: a file where the cache folder would go makes the folder unusable.
     (folder / EXPORTS_DIR).write_text("")
-    made = cached_export(weights, quiet()[0])
+    made = cached_export(weights)
     assert made.parent == tmp_path / "user-cache" / "cvtriage" / "exports"
     assert is_complete(made, weights_digest(weights))
     monkeypatch.setattr(export, "_make_export", lambda *args: pytest.fail("exported again"))
-    assert cached_export(weights, quiet()[0]) == made
+    assert cached_export(weights) == made
 
 
 def test_export_key_says_off_in_yaml_and_flags():
@@ -130,20 +127,22 @@ def clip(tmp_path_factory) -> Path:
     return write_square_video(tmp_path_factory.mktemp("clip") / "clip.mp4", squares, frames=20, width=320, height=180)
 
 
-def test_cpu_scan_runs_the_export_at_the_pytorch_plan_and_no_export_runs_pytorch(weights, clip, tmp_path, no_new_exports):
-    from cvtriage.scan import log_path, run_scan, scan_is_finished
+def test_cpu_scan_runs_the_export_at_the_pytorch_plan_and_no_export_runs_pytorch(
+    weights, clip, tmp_path, no_new_exports, engine_log
+):
+    from cvtriage.scan.log import log_path, scan_is_finished
+    from cvtriage.scan.pipeline import run_scan
 
     settings = load_scan_config(weights=str(weights), imgsz=160, device="cpu", dataset=None, out=str(tmp_path / "out"))
-    console, text = quiet()
-    exported = run_scan(clip, settings, console=console, show_progress=False)
+    exported = run_scan(clip, settings)
     assert exported.stats["export"] == str(next((weights.parent / EXPORTS_DIR).glob("*_openvino_model")))
-    assert "OpenVINO export of" in text.getvalue()
+    assert "OpenVINO export of" in engine_log[0]
     assert scan_is_finished(clip, settings)
     header = json.loads(log_path(settings, clip).read_text().splitlines()[0])
 
     plain = settings.model_copy(update={"export": "off"})
     assert not scan_is_finished(clip, plain)  # its results are the export's, not PyTorch's
-    pytorch = run_scan(clip, plain, console=quiet()[0], show_progress=False)
+    pytorch = run_scan(clip, plain)
     assert pytorch.stats["export"] is None
     assert json.loads(log_path(plain, clip).read_text().splitlines()[0])["fingerprint"] != header["fingerprint"]
     # The same frames at the same input: 320x180 at imgsz 160 goes in whole at 224 px, not tiled.
@@ -152,7 +151,7 @@ def test_cpu_scan_runs_the_export_at_the_pytorch_plan_and_no_export_runs_pytorch
     assert (exported.stats["tiles"], exported.stats["imgsz"]) == ("off", 224)
 
 
-def test_cpu_watch_runs_the_export_and_export_off_runs_pytorch(weights, tmp_path, no_new_exports):
+def test_cpu_watch_runs_the_export_and_export_off_runs_pytorch(weights, tmp_path, no_new_exports, engine_log):
     import cv2
 
     from cvtriage.config import load_ingest_config
@@ -168,13 +167,29 @@ def test_cpu_watch_runs_the_export_and_export_off_runs_pytorch(weights, tmp_path
     (tmp_path / "out").mkdir()
     export_folder = next((weights.parent / EXPORTS_DIR).glob("*_openvino_model"))
 
-    console, text = quiet()
-    exported = PairProcessor(folder, tmp_path / "out", scan, ingest, console)
+    exported = PairProcessor(folder, tmp_path / "out", scan, ingest)
     assert Path(exported.model.ckpt_path) == export_folder
-    assert "OpenVINO export of" in text.getvalue()
-    console, text = quiet()
-    plain = PairProcessor(folder, tmp_path / "out", scan.model_copy(update={"export": "off"}), ingest, console)
-    assert Path(plain.model.ckpt_path) == weights and "OpenVINO" not in text.getvalue()
+    assert "OpenVINO export of" in engine_log[0]
+    engine_log.clear()
+    plain = PairProcessor(folder, tmp_path / "out", scan.model_copy(update={"export": "off"}), ingest)
+    assert Path(plain.model.ckpt_path) == weights and not engine_log
 
-    summary = watch_folder(folder, scan, ingest, once=True, console=quiet()[0])
+    summary = watch_folder(folder, scan, ingest, once=True)
     assert summary.processed == 1
+
+
+def test_the_shipped_demo_model_is_exported_to_the_user_cache_not_into_the_package(monkeypatch, tmp_path):
+    """A wheel install's package folder is no cache: `pip uninstall` would leave the export behind."""
+    from cvtriage.paths import DEMO_WEIGHTS, PACKAGE_DIR
+
+    made = []
+
+    def record(weights, digest, scratch, final):
+        made.append(final)
+        final.mkdir(parents=True)
+        return final
+
+    monkeypatch.setattr(export, "_make_export", record)
+    assert cached_export(DEMO_WEIGHTS).parent == tmp_path / "user-cache" / "cvtriage" / "exports"
+    assert made and not made[0].resolve().is_relative_to(PACKAGE_DIR)
+    assert not (DEMO_WEIGHTS.parent / EXPORTS_DIR).exists()

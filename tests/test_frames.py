@@ -2,15 +2,28 @@
 
 import hashlib
 import random
+import threading
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from square_video import (
+    Square,
+    render,
+    vfr_times_ms,
+    write_h264_square_video,
+    write_square_video,
+    write_truncated_avi,
+)
 
 from cvtriage.errors import CvtriageError
-from cvtriage.frames import FrameSource, PrefetchedFrames, probe_source, sample_step
-from square_video import Square, render, vfr_times_ms, write_h264_square_video, write_square_video, write_truncated_avi
+from cvtriage.scan.frames import (
+    FrameSource,
+    PrefetchedFrames,
+    probe_source,
+    sample_step,
+)
 
 SQUARES = [Square(0, 0, 59, 10, 10, vx=2.0), Square(1, 20, 45, 200, 80, vy=1.0)]
 # Moving every frame, so no two frames of a video decode alike and a read off by one shows.
@@ -55,23 +68,26 @@ def test_sample_step_from_every_or_fps(video):
     assert sample_step(info, every=None, fps=100.0) == 1  # never below every frame
 
 
-def test_prefetched_frames_are_the_sampled_frames_in_order(video):
+@pytest.mark.parametrize("step, converters", [(15, 0), (15, 2), (1, 3)])
+def test_prefetched_frames_are_the_sampled_frames_in_order(video, step, converters):
     reference = all_frames(video)
     source = FrameSource(probe_source(video))
-    prefetch = PrefetchedFrames(source, lambda index: index % 15 == 0, queue_size=2)
+    prefetch = PrefetchedFrames(source, lambda index: index % step == 0, queue_size=2 * converters + 2, converters=converters)
     got = list(prefetch)
-    assert [index for index, _ in got] == [0, 15, 30, 45]
+    assert [index for index, _ in got] == list(range(0, 60, step))
     for index, frame in got:
         assert np.array_equal(frame, reference[index])
     assert prefetch.decoded_count == 60
 
 
-def test_prefetch_stops_its_thread_when_the_consumer_stops(video):
-    prefetch = PrefetchedFrames(FrameSource(probe_source(video)), lambda index: True, queue_size=1)
+@pytest.mark.parametrize("converters", [0, 2])
+def test_prefetch_stops_its_threads_when_the_consumer_stops(video, converters):
+    prefetch = PrefetchedFrames(FrameSource(probe_source(video)), lambda index: True, queue_size=1, converters=converters)
     for index, _ in prefetch:
         if index == 3:
             break
     assert not prefetch._thread.is_alive()
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("cvtriage-convert")]
 
 
 def test_reader_gives_the_same_frames_as_sequential_decode(video):

@@ -11,20 +11,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from square_video import Square, SquareDetector, write_square_video
 from typer.testing import CliRunner
+from yolo_factory import write_yolo_dataset
 
 from cvtriage.cli import app
 from cvtriage.config import HarvestConfig, load_scan_config
-from cvtriage.dataset import read_yolo_dataset
 from cvtriage.errors import CvtriageError
-from cvtriage.events import Event
-from cvtriage.scan import run_scan
-from cvtriage.teach.decisions import DecisionProblems, read_decisions
-from cvtriage.teach.harvest import harvest
-from cvtriage.teach.queue import REVIEW_QUEUE_VIEW
-from cvtriage.teach.tracks import partial_views, thin_track
-from square_video import Square, SquareDetector, write_square_video
-from yolo_factory import write_yolo_dataset
+from cvtriage.labels.yolo import read_yolo_dataset
+from cvtriage.review.decisions import DecisionProblems, read_decisions
+from cvtriage.review.harvest import harvest
+from cvtriage.scan.pipeline import run_scan
+from cvtriage.scan.priority import REVIEW_QUEUE_VIEW
+from cvtriage.tracks import partial_views, thin_track
+from cvtriage.types import Event, TrackPoint
 
 # Still squares (one view each): an event's first frame is the one frame a decision labels.
 RED_A = Square(0, 10, 70, 20, 40)  # confirmed; its view (frame 10) also shows C, undecided: masked
@@ -44,7 +44,7 @@ def scanned(tmp_path_factory):
     video = write_square_video(folder / "squares.mp4", SQUARES, frames=150)
     name = f"test-harvest-{uuid.uuid4().hex[:8]}"
     settings = load_scan_config(out=str(folder / "runs"), device="cpu", dataset=name, fps=2.0, weights="squares.pt")
-    result = run_scan(video, settings, show_progress=False, model=SquareDetector())
+    result = run_scan(video, settings, model=SquareDetector())
     by_first_frame = {event.first_frame: event for event in result.events}
     events = {"A": by_first_frame[10], "C": by_first_frame[0], "B": by_first_frame[50], "D": by_first_frame[110]}
     yield video, result.out_dir, name, events
@@ -145,8 +145,8 @@ def test_review_queue_holds_undecided_events_by_teaching_value(scanned, scan_dat
 
 
 def test_thinning_keeps_one_view_per_distinct_position():
-    track = [(frame, 10.0 + 4 * frame, 10.0, 30.0 + 4 * frame, 30.0, 0.9) for frame in range(20)]  # 4 px a frame
-    event = Event(1, 1, 0, "red square", 0, 19, 0, 1, 0.9, 0, track[0][1:5], 20, track)
+    track = [TrackPoint(frame, (10.0 + 4 * frame, 10.0, 30.0 + 4 * frame, 30.0), 0.9) for frame in range(20)]  # 4 px a frame
+    event = Event(1, 1, 0, "red square", 0, 19, 0, 1, 0.9, 0, track[0].box, 20, track)
     settings = HarvestConfig(view_shift=0.05)  # of a 400x300 frame's diagonal: 25 px
     assert thin_track(event, settings, (400, 300)) == [0, 7, 14]
     assert thin_track(event, HarvestConfig(view_shift=0), (400, 300)) == list(range(20))
@@ -155,8 +155,8 @@ def test_thinning_keeps_one_view_per_distinct_position():
 def test_a_sliver_of_an_object_at_the_frame_edge_is_not_a_view():
     # A 20-px square leaving a 400x300 frame on the right, 5 px a frame: whole up to frame 16, then
     # 15, 10 and 5 px of it in the picture (the detector's box is clipped to the frame).
-    track = [(f, 300.0 + 5 * f, 100.0, min(400.0, 320.0 + 5 * f), 120.0, 0.9) for f in range(20)]
-    event = Event(1, 1, 0, "red square", 0, 19, 0, 1, 0.9, 0, track[0][1:5], 20, track)
+    track = [TrackPoint(f, (300.0 + 5 * f, 100.0, min(400.0, 320.0 + 5 * f), 120.0), 0.9) for f in range(20)]
+    event = Event(1, 1, 0, "red square", 0, 19, 0, 1, 0.9, 0, track[0].box, 20, track)
     settings = HarvestConfig(view_shift=0)  # partial_view_area 0.5: under half the usual 20x20
     assert partial_views(event, settings, (400, 300)) == {19}
     assert thin_track(event, settings, (400, 300)) == list(range(19))
@@ -166,7 +166,7 @@ def test_a_sliver_of_an_object_at_the_frame_edge_is_not_a_view():
 
 
 def test_context_keeps_windows_around_decided_objects_and_paints_the_rest():
-    from cvtriage.teach.harvest import mask_regions
+    from cvtriage.review.harvest import mask_regions
 
     image = np.zeros((100, 200, 3), np.uint8)
     image[:, :, 0] = np.arange(200, dtype=np.uint8)[None, :]  # a gradient: every column differs
@@ -254,8 +254,8 @@ def assert_events_whole(frames) -> None:
 def test_splits_keep_events_and_stretches_whole_whatever_the_draw():
     from collections import Counter
 
-    from cvtriage.teach.harvest import HarvestedFrame, _assign_splits
-    from cvtriage.teach.tracks import ScanRun
+    from cvtriage.review.harvest_frames import HarvestedFrame, assign_splits
+    from cvtriage.scan.results import ScanRun
 
     # Events 1-6, each 10 s long, starting every 8 s: neighbours share frames (30 fps).
     events = {n: Event(n, n, 0, "red square", 240 * n, 240 * n + 300, 8.0 * n, 8.0 * n + 10, 0.9, 240 * n,
@@ -270,7 +270,7 @@ def test_splits_keep_events_and_stretches_whole_whatever_the_draw():
         for frame in frames:
             frame.events = {box[2] for box in frame.boxes}
         left_out = Counter()
-        kept = _assign_splits(frames, runs, HarvestConfig(val_fraction=0.3, split_seconds=20), left_out)
+        kept = assign_splits(frames, runs, HarvestConfig(val_fraction=0.3, split_seconds=20), left_out)
         assert_events_whole(kept)
         assert len(kept) + left_out["events of both splits in view"] == len(frames)
         assert any(frame.split == "train" for frame in kept)
@@ -347,11 +347,11 @@ def test_harvest_bad_input_is_one_line_and_writes_nothing(scanned, scan_dataset,
 def test_a_new_scan_does_not_silently_replace_decided_events(scanned, scan_dataset, tmp_path):
     video = scanned[0]
     settings = load_scan_config(out=str(tmp_path / "runs"), device="cpu", dataset=scan_dataset.name, fps=2.0, weights="squares.pt")
-    run_scan(video, settings, show_progress=False, model=SquareDetector())  # nothing decided yet: replaced
+    run_scan(video, settings, model=SquareDetector())  # nothing decided yet: replaced
     tag(scan_dataset, scanned[3]["A"], "confirmed")
     with pytest.raises(CvtriageError, match="1 events of squares.mp4 carry review decisions .* --replace-decisions"):
-        run_scan(video, settings, show_progress=False, model=SquareDetector())
+        run_scan(video, settings, model=SquareDetector())
     assert "confirmed" in scan_dataset.distinct("tags")
     settings.replace_decisions = True
-    run_scan(video, settings, show_progress=False, model=SquareDetector())
+    run_scan(video, settings, model=SquareDetector())
     assert "confirmed" not in scan_dataset.distinct("tags")

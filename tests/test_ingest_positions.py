@@ -7,11 +7,11 @@ import json
 import cv2
 import fiftyone as fo
 import pytest
+from square_video import Square, SquareDetector, render, write_square_video
 
 from cvtriage.config import load_scan_config
-from cvtriage.ingest.positions import EVENT_POSITION_COLUMNS
-from cvtriage.scan import run_scan
-from square_video import Square, SquareDetector, render, write_square_video
+from cvtriage.scan.pipeline import run_scan
+from cvtriage.telemetry.placement import EVENT_POSITION_COLUMNS
 
 SQUARES = [Square(0, 10, 70, 20, 40, vx=2.0), Square(1, 60, 140, 250, 100, vx=-1.0)]
 FPS = 30.0
@@ -41,7 +41,7 @@ def test_flyover_events_get_the_srt_positions_of_their_keyframe_start_and_end(tm
     video = write_square_video(tmp_path / "flight.mp4", SQUARES, frames=150, fps=FPS)
     write_srt(tmp_path / "flight.SRT", seconds=6)
     settings = load_scan_config(out=str(tmp_path / "runs"), device="cpu", dataset="positions-test", fps=2.0)
-    result = run_scan(video, settings, show_progress=False, model=SquareDetector())
+    result = run_scan(video, settings, model=SquareDetector())
     document = json.loads(result.outputs["events_json"].read_text())
     assert len(document["events"]) == 2
     for event in document["events"]:
@@ -59,29 +59,33 @@ def test_flyover_events_get_the_srt_positions_of_their_keyframe_start_and_end(tm
     assert result.outputs["map"].stat().st_size > 10_000
     samples = fo.load_dataset("positions-test")
     by_event = {event["id"]: event for event in document["events"]}
-    for event_id, point in zip(samples.values("event_id"), samples.values("location.point")):
+    objects = {o["id"]: o for o in json.loads(result.outputs["objects_json"].read_text())["objects"]}
+    fields = ["event_id", "location.point", "drone_location.point", "object_id"]
+    for event_id, point, drone, object_id in zip(*samples.values(fields)):
         keyframe = by_event[event_id]["position"]["keyframe"]
-        assert point == pytest.approx([keyframe["longitude"], keyframe["latitude"]])  # GeoJSON order
+        assert drone == pytest.approx([keyframe["longitude"], keyframe["latitude"]])  # GeoJSON order
+        place = objects[object_id]  # `location` is the event's object on the ground
+        assert by_event[event_id]["object_id"] == object_id and event_id in place["event_ids"]
+        assert point == pytest.approx([place["longitude"], place["latitude"]])
 
 
 def test_a_video_without_srt_has_empty_position_cells_and_no_map(tmp_path):
     video = write_square_video(tmp_path / "plain.mp4", SQUARES, frames=150, fps=FPS)
     settings = load_scan_config(out=str(tmp_path / "runs"), device="cpu", dataset=None, fps=2.0)
-    result = run_scan(video, settings, show_progress=False, model=SquareDetector())
+    result = run_scan(video, settings, model=SquareDetector())
     assert "map" not in result.outputs
     with result.outputs["events_csv"].open() as handle:
         assert all(row["latitude"] == "" for row in csv.DictReader(handle))
 
 
-def test_broken_srt_is_a_warning_and_the_scan_goes_on(tmp_path, capsys):
-    from rich.console import Console
-
+def test_broken_srt_is_a_warning_and_the_scan_goes_on(tmp_path, engine_log):
     video = write_square_video(tmp_path / "cut.mp4", SQUARES, frames=150, fps=FPS)
     (tmp_path / "cut.srt").write_bytes(b"")
     settings = load_scan_config(out=str(tmp_path / "runs"), device="cpu", dataset=None, fps=2.0)
-    result = run_scan(video, settings, console=Console(stderr=True), show_progress=False, model=SquareDetector())
+    result = run_scan(video, settings, model=SquareDetector())
     assert len(result.events) == 2
-    assert "cut.srt: empty SRT file; events get no positions" in capsys.readouterr().err
+    [warning] = engine_log
+    assert warning.startswith("WARNING: ") and "cut.srt: empty SRT file; events get no positions" in warning
 
 
 def test_image_folder_events_get_the_position_of_their_keyframe_sidecar(tmp_path):
@@ -92,7 +96,7 @@ def test_image_folder_events_get_the_position_of_their_keyframe_sidecar(tmp_path
         cv2.imwrite(str(folder / f"shot_{index:03d}.png"), render(squares, index, 160, 96))
         (folder / f"shot_{index:03d}.json").write_text(json.dumps({"gps": {"lat": 10 + index / 100, "lon": 20 - index / 100}}))
     settings = load_scan_config(out=str(tmp_path / "runs"), device="cpu", dataset=None, fps=2.0)
-    result = run_scan(folder, settings, show_progress=False, model=SquareDetector())
+    result = run_scan(folder, settings, model=SquareDetector())
     [event] = json.loads(result.outputs["events_json"].read_text())["events"]
     assert event["position"]["keyframe"]["latitude"] == pytest.approx(10 + event["best_frame"] / 100)
     assert event["position"]["start"]["longitude"] == pytest.approx(20 - 2 / 100)

@@ -5,7 +5,7 @@ the subtitle count is the file's own count of `-->` time lines."""
 import pytest
 
 from cvtriage.errors import CvtriageError
-from cvtriage.ingest.srt import parse_srt
+from cvtriage.telemetry.srt import parse_srt
 
 # file: (subtitles with a position, first (latitude, longitude), last (latitude, longitude))
 EXPECTED = {
@@ -88,3 +88,46 @@ def test_a_file_that_is_not_srt_is_refused(tmp_path):
     path.write_text("just some text\nwith no subtitles\n")
     with pytest.raises(CvtriageError, match="no subtitle with a time line"):
         parse_srt(path)
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_every_real_log_plots_on_the_map(srt_dir, name, tmp_path):
+    from pathlib import Path
+
+    from cvtriage.config import PositionsConfig
+    from cvtriage.telemetry.placement import place_events, write_placement
+    from cvtriage.telemetry.positions import SourcePositions, srt_positions
+    from cvtriage.types import VideoInfo
+
+    positions, log = srt_positions(srt_dir / name)
+    end = log.records[-1].end_s
+    video = VideoInfo(Path(f"{name}.mp4"), "video", 1920, 1080, 30.0, int(end * 30), end)
+    placement = place_events([], video, SourcePositions(positions, [], None, log), PositionsConfig())
+    paths = write_placement(tmp_path, name, placement)
+    assert len(placement.document["path"]) >= min(len(log.positioned), 2000) // 2
+    assert paths["map"].stat().st_size > 10_000
+
+
+@pytest.mark.shared
+def test_an_oblique_camera_places_an_object_ahead_of_the_drone(srt_dir):
+    """The Phantom 4 RTK logs its gimbal (G.PRY: pitch -24.4 degrees) and heading: no assumption."""
+    from pathlib import Path
+
+    from cvtriage.config import PositionsConfig
+    from cvtriage.telemetry.local_frame import LocalFrame
+    from cvtriage.telemetry.placement import place_events
+    from cvtriage.telemetry.positions import SourcePositions, srt_positions
+    from cvtriage.types import VideoInfo
+
+    positions, log = srt_positions(srt_dir / "p4_rtk.SRT")
+    video = VideoInfo(Path("p4_rtk.mp4"), "video", 1920, 1080, 1.0, 55, 55.0)
+    box = [900.0, 900.0, 1020.0, 1000.0]  # below the centre: nearer than the centre's ray
+    record = {"id": 1, "class": "bag", "track": [[t, *box, 0.9] for t in range(10, 13)], "best_frame": 11,
+              "best_time_s": 11.0, "first_frame": 10, "first_time_s": 10.0, "last_frame": 12, "last_time_s": 12.0,
+              "peak_confidence": 0.9}  # fmt: skip
+    place_events([record], video, SourcePositions(positions, [], None, log), PositionsConfig())
+    ground, drone = record["ground_position"], record["position"]["keyframe"]
+    east, north = LocalFrame(drone["latitude"], drone["longitude"]).metres(ground["latitude"], ground["longitude"])
+    assert "camera pointing straight down" not in " ".join(ground["assumed"])
+    assert 60 < float((east**2 + north**2) ** 0.5) < 190  # 86 m up, looking 24 degrees down, the box lower

@@ -6,12 +6,19 @@ import json
 
 import pytest
 from typer.testing import CliRunner
-
-from cvtriage.cli import app
-from cvtriage.dataset import iou_matrix, read_yolo_dataset
-from cvtriage.errors import CvtriageError
-from cvtriage.inject import ERROR_KINDS, LOCATION_IOU, inject_errors, restore_labels, split_counts
 from yolo_factory import write_yolo_dataset
+
+from cvtriage.audit.inject import (
+    ERROR_KINDS,
+    LOCATION_IOU,
+    inject_errors,
+    restore_labels,
+    split_counts,
+)
+from cvtriage.boxes import iou_matrix
+from cvtriage.cli import app
+from cvtriage.errors import CvtriageError
+from cvtriage.labels.yolo import read_yolo_dataset
 
 
 @pytest.fixture(scope="module")

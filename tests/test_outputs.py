@@ -11,14 +11,14 @@ import cv2
 import numpy as np
 import pytest
 
-from cvtriage import outputs
 from cvtriage.config import ScanConfig
-from cvtriage.detect import FrameDetections
 from cvtriage.errors import CvtriageError
-from cvtriage.events import Event
-from cvtriage.frames import VideoInfo
-from cvtriage.teach.queue import teaching_values
-from cvtriage.outputs import format_timecode, store_scan_in_fiftyone, write_scan_outputs, write_timeline
+from cvtriage.scan import keyframes, outputs
+from cvtriage.scan.outputs import write_scan_outputs
+from cvtriage.scan.priority import teaching_values
+from cvtriage.scan.store import store_results_in_fiftyone, store_scan_in_fiftyone
+from cvtriage.scan.timeline import draw_timeline, format_timecode
+from cvtriage.types import Event, FrameDetections, VideoInfo
 
 CLASS_NAMES = {0: "person", 1: "ladder", 2: "fire extinguisher"}
 FPS = 30.0
@@ -83,11 +83,15 @@ STATS = {
 
 
 def _write(out_dir: Path, video: VideoInfo, dataset: str | None = None, events: list[Event] | None = None):
+    """The results folder, then (with `dataset`) its FiftyOne samples, as the scan pipeline writes them."""
     events = _events() if events is None else events
-    keyframes = {event.event_id: _frame_image(event.event_id) for event in events}
-    return write_scan_outputs(
-        out_dir, video, ScanConfig(dataset=dataset), events, _detections(), CLASS_NAMES, keyframes, dict(STATS)
-    )
+    images = {event.event_id: _frame_image(event.event_id) for event in events}
+    settings = ScanConfig(dataset=dataset)
+    teaching = teaching_values(events, settings.conf, FPS, (video.width, video.height))
+    paths = write_scan_outputs(out_dir, video, settings, events, _detections(), CLASS_NAMES, images, dict(STATS), teaching)
+    if dataset is not None:
+        store_results_in_fiftyone(dataset, out_dir, video, events, _detections(), CLASS_NAMES, teaching)
+    return paths
 
 
 @pytest.fixture
@@ -186,28 +190,106 @@ def test_keyframes_show_boxes_and_clean_copies_do_not(scan):
     assert difference(clean, slice(0, 240), slice(0, 320)) < 6
 
 
-def test_timeline_is_an_image_of_sensible_size(scan, tmp_path):
-    _, paths = scan
-    image = cv2.imread(str(paths["timeline"]))
-    assert image is not None
-    height, width = image.shape[:2]
-    assert 1000 <= width <= 1600 and 150 <= height <= 600
+def _drawn(tmp_path, video, events, detections=(), bad_ranges=()):
+    """The timeline's figure, its PNG as written, and functions giving the PNG's BGR pixel at a
+    (time, row) of the plot, and its pixels from one time to another along a row (by the
+    figure's own transform)."""
+    figure = draw_timeline(video, events, {frame.frame_index: frame for frame in detections}, bad_ranges)
+    path = tmp_path / "timeline.png"
+    figure.savefig(path)  # as write_timeline does; the layout is fixed by this drawing
+    image = cv2.imread(str(path))
+    axes = figure.axes[0]
+
+    def at(time_s: float, row: float) -> tuple[int, int]:
+        x, y = axes.transData.transform((time_s, row))
+        return image.shape[0] - 1 - int(round(y)), int(round(x))
+
+    def pixel(time_s: float, row: float) -> np.ndarray:
+        return image[at(time_s, row)].astype(int)
+
+    def along(first_s: float, last_s: float, row: float) -> np.ndarray:
+        (y, x0), (_, x1) = at(first_s, row), at(last_s, row)
+        return image[y, x0 : x1 + 1].astype(int)
+
+    return figure, image, pixel, along
+
+
+def _bar_colour(row: int) -> np.ndarray:
+    """BGR of a bar of row `row`: its class colour at alpha 0.55 over the white plot."""
+    from matplotlib.colors import to_rgb
+
+    rgb = 0.55 * np.array(to_rgb(f"C{row}")) * 255 + 0.45 * 255
+    return rgb[::-1]
+
+
+def _tint(pixel: np.ndarray, rows: int = 3) -> int | None:
+    """The row whose colour `pixel` is a shade of (any alpha over white; None: white, or a grey of
+    the grid, axes or hatching). A bar a few pixels wide is mostly its edge, drawn over its face:
+    the same colour, more opaque."""
+    from matplotlib.colors import to_rgb
+
+    if pixel.max() - pixel.min() < 15:
+        return None
+    residuals = []
+    for row in range(rows):
+        towards = 255 - np.array(to_rgb(f"C{row}"))[::-1] * 255  # white -> the class colour (BGR)
+        alpha = np.clip(np.dot(255 - pixel, towards) / np.dot(towards, towards), 0, 1)
+        residuals.append(np.abs(255 - alpha * towards - pixel).max())
+    return int(np.argmin(residuals)) if min(residuals) < 12 else None
+
+
+def test_timeline_draws_each_class_on_its_row_and_each_event_at_its_times(tmp_path):
+    """Fails if a bar runs to the event's end time instead of for its duration
+    (cvtriage.scan.timeline, draw_timeline: `max(e.last_time_s - e.first_time_s, min_width)` ->
+    `max(e.last_time_s, min_width)`): the ladder's bar then reaches past 2 s."""
+    video = _video(tmp_path / "survey.mp4")
+    figure, image, pixel, _ = _drawn(tmp_path, video, _events(), _detections(), bad_ranges=[(100, 104)])
+    axes = figure.axes[0]
+    assert image.shape[1] == 1200 and 150 <= image.shape[0] <= 300
+    # One row per class, by class id: person (0) on top, then ladder (1), each with its count.
+    assert list(axes.get_yticks()) == [0, 1]
+    assert [label.get_text() for label in axes.get_yticklabels()] == ["person (1)", "ladder (1)"]
+    assert axes.get_title() == "survey.mp4: 2 events in 00:10"
+    person, ladder = 0, 1
+    # Each event's bar, in its row's colour, from its first to its last time: ladder 0.5-2.0 s,
+    # person 5.0-7.5 s; nothing in either row outside them (away from the grid lines at whole seconds).
+    for row, inside, outside in ((ladder, [0.6, 1.5, 1.9], [0.4, 2.1, 2.6, 6.3]), (person, [5.1, 6.3, 7.4], [4.9, 7.6, 1.5])):
+        for time_s in inside:
+            assert np.abs(pixel(time_s, row) - _bar_colour(row)).max() <= 4, (row, time_s, pixel(time_s, row))
+        for time_s in outside:
+            assert pixel(time_s, row).min() >= 250, (row, time_s, pixel(time_s, row))
+    # The keyframe's mark at its time (ladder 1.0 s, person 6.5 s), a black tick across the bar.
+    assert pixel(1.0, ladder).max() < 80 and pixel(6.5, person).max() < 80
+    # Frames 100-104 (3.33-3.5 s) did not decode: hatched grey across every row.
+    assert np.mean([pixel(3.42, row).mean() for row in (-0.4, 0, 0.5, 1, 1.4)]) < 235
 
 
 @pytest.mark.parametrize("count", [0, 1, 200])
 def test_timeline_scales_from_no_events_to_many(tmp_path, count):
+    """Fails if rows are not one per class (cvtriage.scan.timeline, draw_timeline:
+    `classes = sorted({(event.class_id, event.class_name) for event in events})` ->
+    `classes = sorted((event.class_id, event.class_name) for event in events)`)."""
     video = VideoInfo(tmp_path / "long flight.mp4", "video", 1920, 1080, 30.0, 30 * 1800, 1800.0)
     events = [
         Event(i + 1, i, i % 3, CLASS_NAMES[i % 3], 270 * i, 270 * i + 90, 9.0 * i, 9.0 * i + 3, 0.5, 270 * i + 30,
               (0, 0, 10, 10), 3)
         for i in range(count)
     ]  # fmt: skip
-    path = tmp_path / f"timeline-{count}.png"
-    write_timeline(path, video, events, {}, bad_ranges=[(9000, 9900)])
-    image = cv2.imread(str(path))
-    assert image is not None
+    figure, image, _, along = _drawn(tmp_path, video, events, bad_ranges=[(9000, 9900)])
+    axes = figure.axes[0]
     rows = len({event.class_id for event in events})
     assert image.shape[1] == 1200 and 150 <= image.shape[0] <= 250 + 50 * rows
+    expected = {0: [], 1: ["person (1)"], 200: ["person (67)", "ladder (67)", "fire extinguisher (66)"]}[count]
+    assert [label.get_text() for label in axes.get_yticklabels()] == expected
+    assert axes.get_title() == f"long flight.mp4: {count} event{'' if count == 1 else 's'} in 30:00"
+    assert [text.get_text() for text in axes.texts] == (["no events"] if count == 0 else [])
+    # 30 minutes across 1,200 px: a 3 s event is a bar of the shortest width drawn (end_s / 400,
+    # 3 px), partly under its keyframe's mark; the row's previous event is 27 s (18 px) earlier.
+    for event in events[:: max(1, count // 7)]:
+        row = event.class_id
+        assert row in {_tint(colour) for colour in along(event.first_time_s, event.first_time_s + 4.5, row)}, event
+        if event.first_time_s > 20:
+            assert {_tint(colour) for colour in along(event.first_time_s - 20, event.first_time_s - 4, row)} == {None}
 
 
 def test_zero_events_still_make_complete_results(tmp_path):
@@ -275,7 +357,7 @@ def test_rescanning_replaces_that_videos_samples_only(tmp_path, dataset_name):
 def test_failed_rewrite_leaves_previous_results_in_place(scan, monkeypatch):
     video, paths = scan
     before = {path.relative_to(paths["out_dir"]): path.read_bytes() for path in paths["out_dir"].rglob("*.*")}
-    real_write_jpeg = outputs._write_jpeg
+    real_write_jpeg = keyframes._write_jpeg
     calls = []
 
     def write_then_fail(path, image, quality):
@@ -284,7 +366,7 @@ def test_failed_rewrite_leaves_previous_results_in_place(scan, monkeypatch):
             raise OSError("disk full")
         real_write_jpeg(path, image, quality)
 
-    monkeypatch.setattr(outputs, "_write_jpeg", write_then_fail)
+    monkeypatch.setattr(keyframes, "_write_jpeg", write_then_fail)
     with pytest.raises(OSError, match="disk full"):
         _write(paths["out_dir"], video)
 
@@ -298,7 +380,7 @@ def test_an_event_without_a_keyframe_is_refused_before_writing(tmp_path):
     with pytest.raises(ValueError, match=r"no keyframe image for event\(s\) \[2\]"):
         write_scan_outputs(
             tmp_path / "out", _video(tmp_path / "a.mp4"), ScanConfig(dataset=None), events, _detections(),
-            CLASS_NAMES, {1: _frame_image(1)}, dict(STATS),
+            CLASS_NAMES, {1: _frame_image(1)}, dict(STATS), teaching_values(events, 0.3, FPS, (320, 240)),
         )  # fmt: skip
     assert not (tmp_path / "out").exists()
 

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from cvtriage.events import Event
-from cvtriage.teach.looks import group_looks, look_embedding
-from cvtriage.teach.queue import teaching_values
+from cvtriage.scan.looks import group_looks, look_embedding
+from cvtriage.scan.priority import teaching_values
+from cvtriage.types import Event, TrackPoint
 
 FPS = 30.0
 FRAME = (640, 360)
 
 
 def event(event_id: int, class_id: int, frames: range, x: float, confidence: float, speed: float = 5.0) -> Event:
-    track = [(f, x + speed * (f - frames[0]), 100.0, x + speed * (f - frames[0]) + 30, 130.0, confidence) for f in frames]
+    track = [TrackPoint(f, (x + speed * (f - frames[0]), 100.0, x + speed * (f - frames[0]) + 30, 130.0), confidence) for f in frames]
     return Event(event_id, event_id, class_id, f"class {class_id}", frames[0], frames[-1], frames[0] / FPS,
-                 frames[-1] / FPS, confidence, frames[0], track[0][1:5], len(track), track)  # fmt: skip
+                 frames[-1] / FPS, confidence, frames[0], track[0].box, len(track), track)  # fmt: skip
 
 
 def test_unsure_long_conflicting_and_broken_tracks_teach_more():

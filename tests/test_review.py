@@ -22,14 +22,10 @@ import pytest
 from typer.testing import CliRunner
 
 from cvtriage.cli import app
-from cvtriage.dataset import read_yolo_dataset
 from cvtriage.errors import CvtriageError
-from cvtriage.review import (
-    check_port_free,
-    export_reviewed_labels,
-    launch_review_app,
-    load_review_dataset,
-)
+from cvtriage.labels.yolo import read_yolo_dataset
+from cvtriage.review.app import check_port_free, launch_review_app, load_review_dataset
+from cvtriage.review.export import export_reviewed_labels
 
 CLASSES = ["car", "person", "boat", "truck"]
 # val lacks car and person: exported on its own, FiftyOne would number its classes truck=0,

@@ -9,9 +9,14 @@ import pytest
 from typer.testing import CliRunner
 
 from cvtriage.cli import app
-from cvtriage.dataset import read_yolo_dataset
 from cvtriage.errors import CvtriageError
-from cvtriage.synth.dataset import ImageSpec, generate_dataset, render_image, resolve_class_names
+from cvtriage.labels.yolo import read_yolo_dataset
+from cvtriage.synth.dataset import (
+    ImageSpec,
+    generate_dataset,
+    render_image,
+    resolve_class_names,
+)
 from cvtriage.synth.video import FlyoverSpec, build_flyover, generate_video
 
 SPEC = ImageSpec(imgsz=160, seed=3, min_size=10, max_size=60)
@@ -174,9 +179,10 @@ def test_video_file_and_truth_are_deterministic(tmp_path):
     generate_video(tmp_path / "c.mp4", _flyover(8))
     truth = {name: json.loads((tmp_path / f"{name}.truth.json").read_text()) for name in "abc"}
     assert first.truth == tmp_path / "a.truth.json"
-    truth["b"]["video"]["file"] = truth["a"]["video"]["file"]
+    truth["b"]["video"]["file"], truth["b"]["telemetry"]["srt"] = truth["a"]["video"]["file"], truth["a"]["telemetry"]["srt"]
     assert truth["a"] == truth["b"] and truth["a"]["objects"] != truth["c"]["objects"]
     assert (tmp_path / "a.mp4").read_bytes() == (tmp_path / "b.mp4").read_bytes()
+    assert (tmp_path / "a.SRT").read_bytes() == (tmp_path / "b.SRT").read_bytes() != (tmp_path / "c.SRT").read_bytes()
 
     document = truth["a"]
     assert document["schema"] == "cvtriage-synth-flyover/1" and document["classes"][0] == "ladder"
@@ -191,7 +197,7 @@ def test_video_file_and_truth_are_deterministic(tmp_path):
         assert obj["first_time_s"] == pytest.approx(obj["first_frame"] / 10)
     with pytest.raises(CvtriageError, match="already exists"):
         generate_video(tmp_path / "a.mp4", _flyover(7))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4", "a.truth.json", "b.mp4", "b.truth.json", "c.mp4", "c.truth.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{n}.{s}" for n in "abc" for s in ("SRT", "mp4", "truth.json")]
 
 
 def test_ground_strip_whose_last_stretch_is_narrower_than_a_seam():
@@ -209,7 +215,7 @@ def test_ground_strip_whose_last_stretch_is_narrower_than_a_seam():
 def test_street_ground_paints_street_furniture_and_its_objects_are_where_their_boxes_say():
     from dataclasses import replace
 
-    from cvtriage.synth.scene import make_ground, make_street_ground
+    from cvtriage.synth.ground import make_ground, make_street_ground
 
     for seed in range(6):
         # The same ground underneath (same random numbers), with street furniture painted over it.

@@ -13,12 +13,12 @@ import uuid
 from pathlib import Path
 
 import pytest
+from square_video import Square, write_square_video
+from yolo_factory import write_yolo_dataset
 
 from cvtriage.database import dataset_write_lock, redacted_uri
 from cvtriage.errors import CvtriageError
-from cvtriage.outputs import check_scan_dataset
-from square_video import Square, write_square_video
-from yolo_factory import write_yolo_dataset
+from cvtriage.scan.store import check_scan_dataset
 
 TESTS = Path(__file__).resolve().parent
 
@@ -35,12 +35,12 @@ from square_video import SlowSquareDetector
 from cvtriage.cli import prepare_environment
 from cvtriage.config import load_scan_config
 from cvtriage.database import connect_database
-from cvtriage.scan import run_scan
+from cvtriage.scan.pipeline import run_scan
 
 prepare_environment()
 connect_database()
 settings = load_scan_config(out={out!r}, device="cpu", dataset="team-scan", fps=2.0)
-run_scan({video!r}, settings, show_progress=False, model=SlowSquareDetector(0.05, {pids!r}))  # overlap in time
+run_scan({video!r}, settings, model=SlowSquareDetector(0.05, {pids!r}))  # overlap in time
 """
 
 READ = """
@@ -146,6 +146,76 @@ def test_a_second_writer_waits_for_the_first_and_a_dead_writers_lease_runs_out()
     started = time.perf_counter()
     with dataset_write_lock(name, wait_s=10.0):
         assert 0.5 < time.perf_counter() - started < 5
+
+
+# One writer of two: A takes the lease and holds it past its length; B, once A holds it, tries
+# without waiting, then waits its turn. Each line of the shared log is one append, so the file
+# keeps the order in which the two processes did things.
+LEASE_WRITER = """
+import sys, time
+from fiftyone.core.odm.database import get_db_conn
+from cvtriage import database
+from cvtriage.errors import CvtriageError
+
+database.LEASE_S = {lease_s}  # short, so that A outlives the lease it took
+role, name, log = sys.argv[1:4]
+locks, key = get_db_conn()[database.LOCKS_COLLECTION], "dataset:" + name
+
+def note(line):
+    with open(log, "a") as handle:
+        handle.write(role + " " + line + "\\n")
+
+def wait_for(*lines):
+    while True:
+        with open(log) as handle:
+            if set(lines) & set(handle.read().splitlines()):
+                return
+        time.sleep(0.02)
+
+def server_now():
+    return get_db_conn().command("hello")["localTime"]
+
+if role == "A":
+    with database.dataset_write_lock(name):
+        note("holds")
+        wait_for("B refused", "B got in beside A")
+        taken = locks.find_one({{"_id": key}})
+        while server_now() <= taken["expires"]:  # past the lease as it stood: only renewals keep it
+            time.sleep(0.05)
+        lease = locks.find_one({{"_id": key}})
+        kept = lease is not None and lease["holder"] == taken["holder"] and lease["expires"] > server_now()
+        note("still holds" if kept else "lost its lease")
+        note("releases")
+else:
+    wait_for("A holds")
+    try:
+        with database.dataset_write_lock(name, wait_s=0):
+            note("got in beside A")
+    except CvtriageError:
+        note("refused")
+    with database.dataset_write_lock(name):
+        note("holds")
+"""
+
+
+@pytest.mark.slow
+def test_two_writers_overlap_the_second_waits_and_a_hold_longer_than_the_lease_renews_it(mongod, tmp_path):
+    """Two processes on one mongod, forced to overlap, each recording what it does in one file.
+    Fails with no lease at all (cvtriage.database, dataset_write_lock: `if lease["holder"] ==
+    holder:` -> `if True:`): B gets in beside A. Fails without renewal (renew's
+    `locks.update_one(...)` -> `pass`): A's lease runs out while A still writes, and B takes it."""
+    env = {**os.environ, "FIFTYONE_DATABASE_URI": mongod}
+    name, log = f"test-lease-{uuid.uuid4().hex[:8]}", tmp_path / "writers.log"
+    log.touch()
+    script = LEASE_WRITER.format(lease_s=2.0)
+    writers = [
+        subprocess.Popen([sys.executable, "-c", script, role, name, str(log)], env=env, stderr=subprocess.PIPE, text=True)
+        for role in ("A", "B")
+    ]
+    for writer in writers:
+        _, errors = writer.communicate(timeout=300)
+        assert writer.returncode == 0, errors[-2000:]
+    assert log.read_text().splitlines() == ["A holds", "B refused", "A still holds", "A releases", "B holds"]
 
 
 def test_a_scan_refuses_a_dataset_that_holds_something_else():

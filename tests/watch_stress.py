@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import multiprocessing
 import os
 import random
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-PRELOAD = ["cvtriage.ingest.watch", "cvtriage.outputs", "fiftyone", "ultralytics.engine.results", "torch", "watch_stress"]
+PRELOAD = ["cvtriage.ingest.watch", "cvtriage.scan.outputs", "fiftyone", "ultralytics.engine.results", "torch", "watch_stress"]
 
 
 class NoOpDetector:
@@ -41,10 +42,12 @@ class NoOpDetector:
         return [Results(image, path="", names=self.names, boxes=torch.zeros((0, 6))) for image in images]
 
 
-def _watch_child(folder: str, scan, settings, once: bool, model_kind: str, log: str) -> None:
-    from rich.console import Console
-
+def _watch_child(folder: str, scan, settings, once: bool, model_kind: str, log: str, fault: str | None = None) -> None:
+    from cvtriage.files import FAULT_ENV
     from cvtriage.ingest.watch import watch_folder
+
+    if fault is not None:  # this child stops dead at that point (cvtriage.files.fault_point)
+        os.environ[FAULT_ENV] = fault
 
     if model_kind == "noop":
         model = NoOpDetector()
@@ -56,8 +59,11 @@ def _watch_child(folder: str, scan, settings, once: bool, model_kind: str, log: 
         model = None  # scan.weights
     # Ctrl-C as for `cvtriage watch` in a shell (a forkserver's children may inherit it ignored).
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    with open(log, "a") as handle:
-        watch_folder(Path(folder), scan, settings, once=once, console=Console(file=handle, width=200), model=model)
+    # The watcher's notes and warnings, one a line, as `cvtriage watch` prints them.
+    logger = logging.getLogger("cvtriage")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(logging.FileHandler(log))
+    watch_folder(Path(folder), scan, settings, once=once, model=model)
 
 
 def jpeg(width: int, height: int, seed: int) -> bytes:
@@ -154,11 +160,34 @@ def deliver(folder: Path, plan: Plan, mean_delay_s: float, seed: int, progress: 
         writer.join()
 
 
+def watcher_processes():
+    """The forkserver context watchers are started from (its server imports PRELOAD once)."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    return context
+
+
+def run_watcher_once(folder: Path, scan, settings, fault: str | None = None, model_kind: str = "square") -> int:
+    """`cvtriage watch --once` in a process of its own, stopped dead at the `fault` point if it
+    reaches it; returns its exit code (cvtriage.files.FAULT_EXIT_CODE when it stopped there)."""
+    from cvtriage.database import connect_database
+
+    connect_database()  # this process starts or joins FiftyOne's database, so no stopped child owns it
+    log = str(Path(settings.out).parent / f"{Path(settings.out).name}.log")
+    child = watcher_processes().Process(target=_watch_child, args=(str(folder), scan, settings, True, model_kind, log, fault))
+    child.start()
+    child.join(timeout=300)
+    if child.exitcode is None:
+        os.kill(child.pid, signal.SIGKILL)
+        child.join()
+    return child.exitcode
+
+
 @dataclass
 class StressResult:
     pairs: int
     files_dropped: int
-    kills: int
+    killed: list[int]  # the watcher processes that died of a SIGKILL once at work
     seconds: float  # from the first delivery to the end of the final pass
     processed_rows: int
     problems: list[str]
@@ -168,11 +197,11 @@ def run_stress(folder: Path, out: Path, scan, settings, pairs: int, kills: int =
                mean_delay_s: float = 0.002, seed: int = 0, size: tuple[int, int] = (96, 64)) -> StressResult:  # fmt: skip
     """Deliver, kill and restart the watcher `kills` times, stop it, run a final `--once` pass,
     and check everything. `problems` is empty when every promise held."""
-    import fiftyone as fo
+    from cvtriage.database import connect_database
 
-    fo.list_datasets()  # this process starts FiftyOne's database, so no killed child owns it
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(PRELOAD)
+    # This process starts or joins FiftyOne's database, as a command would, so no killed child owns it.
+    connect_database()
+    context = watcher_processes()
     plan = make_plan(pairs, seed, size)
     folder.mkdir(parents=True, exist_ok=True)
     log = str(out.parent / f"{out.name}.log")
@@ -188,7 +217,7 @@ def run_stress(folder: Path, out: Path, scan, settings, pairs: int, kills: int =
     child = start()
     dropper = threading.Thread(target=deliver, args=(folder, plan, mean_delay_s, seed, progress))
     dropper.start()
-    done_kills = 0
+    killed: list[int] = []
     for kill in range(kills):
         # A kill at a random moment once the watcher is at work (its log says it processed a batch).
         target = (kill + 1) / (kills + 1) * len(plan.deliveries)
@@ -198,14 +227,16 @@ def run_stress(folder: Path, out: Path, scan, settings, pairs: int, kills: int =
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not _processed_since(log, mark):
             time.sleep(0.02)
+        at_work = _processed_since(log, mark)
         time.sleep(rng.uniform(0, 0.3))
         os.kill(child.pid, signal.SIGKILL)
         child.join()
-        done_kills += 1
+        if at_work and child.exitcode == -signal.SIGKILL:  # not a watcher that had already stopped
+            killed.append(child.pid)
         child = start()
     dropper.join()
     deadline = time.monotonic() + 60  # up and watching (Ctrl-C during start-up is another story)
-    while time.monotonic() < deadline and _log_count(log, b"Watching ") < done_kills + 1:
+    while time.monotonic() < deadline and _log_count(log, b"Watching ") < kills + 1:
         time.sleep(0.02)
     os.kill(child.pid, signal.SIGINT)  # the normal way to stop a watcher
     child.join(timeout=60)
@@ -220,7 +251,7 @@ def run_stress(folder: Path, out: Path, scan, settings, pairs: int, kills: int =
     problems += [f"final pass exit code {final.exitcode} (see {log})"] if final.exitcode != 0 else []
     problems += check(folder, out, settings, plan)
     rows = _pairs_csv(out)
-    return StressResult(pairs, len(plan.deliveries), done_kills, seconds, len(rows), problems)
+    return StressResult(pairs, len(plan.deliveries), killed, seconds, len(rows), problems)
 
 
 def _log_count(log: str, words: bytes) -> int:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cvtriage.dataset import write_data_yaml
+from cvtriage.labels.yolo import write_data_yaml
 
 NAMES = ["car", "person", "boat"]
 COLOURS = [(40, 40, 220), (40, 200, 40), (220, 120, 30)]

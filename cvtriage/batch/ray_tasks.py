@@ -19,8 +19,17 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from cvtriage.batch.types import ModelRecipe, VideoOutcome
+from cvtriage.batch.worker import scan_video
 from cvtriage.config import BatchConfig, ScanConfig
 from cvtriage.errors import CvtriageError
+
+# A quarter of a GPU per video (batch.yaml's gpus_per_video: auto), so four videos share each GPU.
+# A GPU scan's pace is its video's decoding, on the CPU, not the model's: the one scan measured on
+# a GPU (an H200, the refine strategy) kept it busy 11% of the time, and a dense scan asks the
+# model for no more frames than one decoder yields. Four videos decode on four sets of cores and
+# take turns on the GPU; each one's model and batch (YOLOv8n, 32 1080p frames in half precision:
+# a few hundred MB) fit four times over in any GPU. The gain is measured by gpu_check.py.
+GPU_SHARE_PER_VIDEO = 0.25
 
 
 def connect(address: str, settings: BatchConfig) -> bool:
@@ -83,13 +92,19 @@ def _worker_model(recipe: ModelRecipe):
 
 
 def _scan_task(source: str, settings: ScanConfig, recipe: ModelRecipe) -> VideoOutcome:
-    from cvtriage.batch.runner import scan_to_results_folder
-
     try:
         model = _worker_model(recipe)
     except CvtriageError as error:  # unusable weights: every video says so
         return VideoOutcome(Path(source), "failed", str(error))
-    return scan_to_results_folder(Path(source), settings, model)
+    return scan_video(Path(source), settings, model)
+
+
+def gpus_per_video(setting: float | str, cluster_gpus: float, device: str) -> float:
+    """The GPUs each video's task asks for: the setting, or for auto GPU_SHARE_PER_VIDEO when the
+    cluster has GPUs and the scan may use one (--device is not cpu), else none."""
+    if setting != "auto":
+        return float(setting)
+    return GPU_SHARE_PER_VIDEO if cluster_gpus > 0 and str(device).strip().lower() != "cpu" else 0.0
 
 
 def scan_videos(
@@ -99,9 +114,7 @@ def scan_videos(
     import ray
     from ray.exceptions import RayError
 
-    gpus = batch.gpus_per_video
-    if gpus == "auto":
-        gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 and settings.device != "cpu" else 0
+    gpus = gpus_per_video(batch.gpus_per_video, ray.cluster_resources().get("GPU", 0), settings.device)
     # max_calls=0: workers are reused across videos even with GPUs (Ray's default for GPU tasks
     # is one call per worker), so each keeps its loaded model.
     task = ray.remote(max_calls=0)(_scan_task).options(

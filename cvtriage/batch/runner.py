@@ -15,45 +15,21 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from cvtriage.batch import ray_tasks
 from cvtriage.batch.sources import Sources
 from cvtriage.batch.summary import write_batch_json
 from cvtriage.batch.types import BatchReport, ModelRecipe, VideoOutcome
+from cvtriage.batch.worker import scan_video
 from cvtriage.config import BatchConfig, ScanConfig, load_batch_config
 from cvtriage.errors import CvtriageError
-from cvtriage.teach.decisions import check_decisions_kept
-from cvtriage.outputs import EVENTS_JSON, check_scan_dataset, store_results_in_fiftyone, write_scan_outputs
-from cvtriage.scan import DetectionLog, log_path, results_dir, scan_is_finished, scan_source
+from cvtriage.files import fault_point
+from cvtriage.progress import ProgressCallback, no_progress
+from cvtriage.scan.log import results_dir, scan_is_finished
+from cvtriage.scan.pipeline import finish_scan
+from cvtriage.scan.results import EVENTS_JSON
+from cvtriage.scan.store import check_decisions_kept, check_scan_dataset
 
 BATCH_JSON = "batch.json"
-
-
-def scan_to_results_folder(source: Path, settings: ScanConfig, model, console: Console | None = None) -> VideoOutcome:
-    """One video as a batch scans it: events and its results folder; FiftyOne and marking the log
-    complete are left to the driver. Any failure becomes the outcome's one-line reason."""
-    try:
-        result = scan_source(source, settings, console, show_progress=False, model=model)
-        write_scan_outputs(
-            result.out_dir, result.video, settings, result.events, result.detections, result.class_names,
-            result.keyframes, result.stats, store_in_fiftyone=False,
-        )  # fmt: skip
-    except CvtriageError as error:
-        if error.exit_code == 130:  # Ctrl-C stops the batch, not just this video
-            raise
-        return VideoOutcome(source, "failed", str(error))
-    except Exception as error:  # an unexpected failure (a decoder crash, a full disk) stays this video's
-        text = str(error).strip()
-        return VideoOutcome(source, "failed", f"{type(error).__name__}: {text.splitlines()[0][:200] if text else ''}")
-    result.keyframes = {}  # written to the results folder; not worth sending back
-    stats = result.stats
-    return VideoOutcome(
-        source, "resumed" if stats["frames_resumed"] else "scanned", events=len(result.events),
-        frames_inferred=stats["frames_inferred"], frames_total=stats["frames_total"], wall_time_s=stats["wall_time_s"],
-        out_dir=result.out_dir, scan=result,
-    )  # fmt: skip
 
 
 def run_batch(
@@ -62,15 +38,14 @@ def run_batch(
     ray_address: str | None = None,
     recipe: ModelRecipe | None = None,
     batch: BatchConfig | None = None,
-    console: Console | None = None,
-    show_progress: bool = True,
+    on_progress: ProgressCallback = no_progress,
 ) -> BatchReport:
     """Scan every source (in this process, or on Ray when `ray_address` is given) and report each.
 
-    `recipe` says how to build the model (default: load `settings.weights`). Writes <out>/batch.json.
+    `recipe` says how to build the model (default: load `settings.weights`). `on_progress(videos
+    done, videos to scan, "NN frames/s")` as each finishes. Writes <out>/batch.json.
     """
     started = time.perf_counter()
-    console = console or Console(stderr=True)
     recipe = recipe or ModelRecipe(settings.weights)
     batch = batch or load_batch_config()
     # Absolute paths: a Ray worker may run in another folder, or on another machine sharing them.
@@ -103,17 +78,17 @@ def run_batch(
         scans = ray_tasks.scan_videos(to_scan, settings, recipe, batch)
     else:
         runner = "one process"
-        scans = _scan_here(to_scan, settings, recipe, console)
+        scans = _scan_here(to_scan, settings, recipe)
     frames = 0
     try:
-        with _progress(console, show_progress) as progress:
-            task = progress.add_task("videos", total=len(to_scan), rate="")
-            for outcome in scans:
-                outcome = _store(outcome, settings)
-                outcomes[outcome.source] = outcome
-                frames += outcome.frames_total or 0
-                rate = frames / max(time.perf_counter() - started, 1e-6)
-                progress.update(task, advance=1, rate=f"{rate:.0f} frames/s")
+        on_progress(0, len(to_scan), "")
+        for done, outcome in enumerate(scans, start=1):
+            fault_point("batch-scanned")  # a video scanned, its results folder written, nothing stored
+            outcome = _store(outcome, settings)
+            outcomes[outcome.source] = outcome
+            frames += outcome.frames_total or 0
+            rate = frames / max(time.perf_counter() - started, 1e-6)
+            on_progress(done, len(to_scan), f"{rate:.0f} frames/s")
     finally:
         if started_ray:
             ray_tasks.disconnect()
@@ -124,25 +99,22 @@ def run_batch(
     return report
 
 
-def _scan_here(sources: list[Path], settings: ScanConfig, recipe: ModelRecipe, console: Console) -> Iterator[VideoOutcome]:
+def _scan_here(sources: list[Path], settings: ScanConfig, recipe: ModelRecipe) -> Iterator[VideoOutcome]:
     model = recipe.load() if sources else None  # once for the batch; unusable weights fail it here, in one line
     for source in sources:
-        yield scan_to_results_folder(source, settings, model, console)
+        yield scan_video(source, settings, model)
 
 
 def _store(outcome: VideoOutcome, settings: ScanConfig) -> VideoOutcome:
-    """The driver's part of a scanned video: its FiftyOne samples, then its log marked complete."""
+    """The driver's part of a scanned video (cvtriage.scan.pipeline.finish_scan): its FiftyOne
+    samples, then its log marked complete."""
     scan, outcome.scan = outcome.scan, None
     if scan is None:
         return outcome
-    if settings.dataset is not None:
-        try:
-            store_results_in_fiftyone(
-                settings.dataset, scan.out_dir, scan.video, settings, scan.events, scan.detections, scan.class_names
-            )
-        except CvtriageError as error:
-            return VideoOutcome(outcome.source, "failed", f"storing its events in FiftyOne: {error}")
-    DetectionLog.mark_complete(log_path(settings, outcome.source))
+    try:
+        finish_scan(outcome.source, scan, settings)
+    except CvtriageError as error:
+        return VideoOutcome(outcome.source, "failed", f"storing its events in FiftyOne: {error}")
     return outcome
 
 
@@ -153,10 +125,3 @@ def _finished_earlier(source: Path, folder: Path) -> VideoOutcome:
         frames_total=stats["frames_total"], wall_time_s=stats["wall_time_s"], out_dir=folder,
     )  # fmt: skip
 
-
-def _progress(console: Console, show: bool) -> Progress:
-    """One bar for the whole batch, however many workers: videos done, frames per second overall."""
-    return Progress(
-        TextColumn("[bold]scan batch[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("videos  {task.fields[rate]}"),
-        TimeElapsedColumn(), console=console, disable=not show,
-    )  # fmt: skip

@@ -1,31 +1,13 @@
-"""The batch's report: one table row per video, and batch.json."""
+"""The batch's report: the failures' lines, and batch.json."""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
 
-from rich.table import Table
-
 from cvtriage import __version__
 from cvtriage.batch.types import BatchReport
 from cvtriage.files import write_text_atomic
-
-
-def summary_table(report: BatchReport) -> Table:
-    failed = len(report.failed)
-    title = f"Batch of {len(report.outcomes)} sources: {len(report.outcomes) - failed} done, {failed} failed"
-    table = Table(title=title, title_justify="left", caption=f"{report.wall_time_s:.1f} s on {report.runner}",
-                  caption_justify="left")  # fmt: skip
-    for column in ("video", "status", "events", "frames inferred", "wall time"):
-        table.add_column(column, justify="left" if column in ("video", "status") else "right")
-    for outcome in report.outcomes:
-        status = f"[red]{outcome.status}[/]" if outcome.failed else outcome.status
-        inferred = f"{outcome.frames_inferred} of {outcome.frames_total}" if outcome.frames_total is not None else ""
-        wall = f"{outcome.wall_time_s:.1f} s" if outcome.wall_time_s is not None else ""
-        events = str(outcome.events) if outcome.events is not None else ""
-        table.add_row(outcome.source.name, status, events, inferred, wall)
-    return table
 
 
 def failure_lines(report: BatchReport) -> list[str]:

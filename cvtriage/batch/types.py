@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from cvtriage.scan import ScanResult
+from cvtriage.scan.engine import ScanResult
 
 # scanned: now, from the start; resumed: now, continuing an interrupted scan's detection log;
 # finished earlier: a previous run left complete results, skipped; failed: scanned but could
@@ -28,7 +28,7 @@ class ModelRecipe:
     factory: Callable[[], Any] | None = None
 
     def load(self):
-        from cvtriage.model import load_model
+        from cvtriage.models import load_model
 
         return self.factory() if self.factory is not None else load_model(self.weights)
 
@@ -43,7 +43,7 @@ class VideoOutcome:
     frames_total: int | None = None
     wall_time_s: float | None = None  # of this run's scan (for "finished earlier", the scan that made them)
     out_dir: Path | None = None
-    # The scan itself (keyframe images dropped: they are in out_dir), for the driver's FiftyOne write.
+    # The scan itself (its keyframes are in out_dir), for the driver's part (pipeline.finish_scan).
     scan: ScanResult | None = None
 
     @property

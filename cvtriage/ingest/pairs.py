@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -18,16 +19,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.console import Console
 
+from cvtriage.boxes import xyxy_to_xywh
 from cvtriage.config import IngestConfig, ScanConfig
-from cvtriage.detect import Detector, FrameDetections
 from cvtriage.errors import CvtriageError
-from cvtriage.export import model_to_run
 from cvtriage.ingest.ledger import Pair
-from cvtriage.ingest.sidecar import Sidecar, read_sidecar
-from cvtriage.model import class_names, inference_batch, resolve_classes, resolve_device
-from cvtriage.outputs import FLAGGED_TAG
+from cvtriage.models import (
+    class_names,
+    inference_batch,
+    resolve_classes,
+    resolve_device,
+)
+from cvtriage.scan.detector import Detector
+from cvtriage.scan.export import model_to_run
+from cvtriage.scan.store import FLAGGED_TAG
+from cvtriage.telemetry.sidecar import Sidecar, read_sidecar
+from cvtriage.types import FrameDetections
 
 PAIRS_CSV = "pairs.csv"
 PAIR_COLUMNS = [
@@ -35,6 +42,8 @@ PAIR_COLUMNS = [
     "latitude", "longitude", "altitude", "height_m", "heading", "captured_at",
 ]  # fmt: skip
 GPU_PAIR_BATCH = 8
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -85,14 +94,14 @@ def _plain_keys(value: Any) -> Any:
 
 
 class PairProcessor:
-    def __init__(self, folder: Path, out: Path, scan: ScanConfig, settings: IngestConfig, console: Console, model=None):
+    def __init__(self, folder: Path, out: Path, scan: ScanConfig, settings: IngestConfig, model=None):
         self.folder = folder
         self.out = out
         self.scan = scan
         self.settings = settings
         self.device = resolve_device(scan.device)
-        # On the CPU, the weights' OpenVINO export, as a scan runs it (cvtriage.export).
-        self.model = model_to_run(scan, self.device, console, model)[0]
+        # On the CPU, the weights' OpenVINO export, as a scan runs it (cvtriage.scan.export).
+        self.model = model_to_run(scan, self.device, model)[0]
         self.class_names = class_names(self.model)
         self.class_ids = resolve_classes(self.model, scan.classes, f"--classes (model {scan.weights})")
         self.batch = inference_batch(scan.batch, self.device, GPU_PAIR_BATCH)
@@ -136,11 +145,12 @@ class PairProcessor:
                 detections=fo.Detections(detections=[
                     fo.Detection(
                         label=self.class_names.get(int(class_id), str(class_id)),
-                        bounding_box=[x1 / width, y1 / height, (x2 - x1) / width, (y2 - y1) / height],
+                        bounding_box=box,
                         confidence=float(score),
                     )
-                    for (x1, y1, x2, y2), score, class_id in zip(
-                        detections.boxes_xyxy.tolist(), detections.scores, detections.class_ids
+                    for box, score, class_id in zip(
+                        (xyxy_to_xywh(detections.boxes_xyxy) / (width, height, width, height)).tolist(),
+                        detections.scores, detections.class_ids,
                     )
                 ]),
                 pair_key=key,
@@ -190,7 +200,7 @@ class PairProcessor:
         for (width, height), numbers in by_size.items():
             detector = self.detectors.get((width, height))
             if detector is None:
-                detector = Detector(self.model, self.scan, self.class_ids, self.device, width, height)
+                detector = Detector.for_model(self.model, self.scan, self.class_ids, self.device, width, height)
                 self.detectors[(width, height)] = detector
             for start in range(0, len(numbers), self.batch):
                 chunk = numbers[start : start + self.batch]

@@ -22,6 +22,7 @@ import csv
 import fcntl
 import fnmatch
 import io
+import logging
 import os
 import queue
 import shutil
@@ -31,21 +32,21 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rich.console import Console
-
 from cvtriage.config import IngestConfig, ScanConfig
-from cvtriage.dataset import IMAGE_SUFFIXES
 from cvtriage.errors import CvtriageError
-from cvtriage.files import write_text_atomic
+from cvtriage.files import fault_point, write_text_atomic
+from cvtriage.image_files import IMAGE_SUFFIXES
 from cvtriage.ingest.ledger import IMAGE, SIDECAR, Ledger, Move, Pair
 from cvtriage.ingest.pairs import PairProcessor
-from cvtriage.ingest.sidecar import SIDECAR_SUFFIX
+from cvtriage.telemetry.sidecar import SIDECAR_SUFFIX
 
 LEDGER_FILE = "ledger.sqlite"
 LOCK_FILE = "watch.lock"
 QUARANTINE_DIR = "quarantine"
 QUARANTINE_REASONS = "reasons.csv"
 LONE_HALVES_CSV = "lone_halves.csv"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -122,10 +123,9 @@ def check_folders(folder: Path, out: Path) -> tuple[Path, Path]:
 
 
 class Watcher:
-    def __init__(self, folder: Path, scan: ScanConfig, settings: IngestConfig, console: Console, model=None):
+    def __init__(self, folder: Path, scan: ScanConfig, settings: IngestConfig, model=None):
         self.folder, self.out = check_folders(folder, Path(settings.out))
         self.settings = settings
-        self.console = console
         self.lock = _WatchLock(self.out)
         try:
             self.ledger = Ledger(self.out / LEDGER_FILE)
@@ -134,7 +134,7 @@ class Watcher:
             self.quarantine.mkdir(exist_ok=True)
             self.summary = WatchSummary()
             self._finish_moves(self.ledger.unfinished_moves())  # those a kill interrupted
-            self.processor = PairProcessor(self.folder, self.out, scan, settings, console, model)
+            self.processor = PairProcessor(self.folder, self.out, scan, settings, model)
             self.summary.csv_rows_recovered = self.processor.reconcile_csv(self.ledger.processed_rows())
         except BaseException:
             self.lock.release()
@@ -243,13 +243,12 @@ class Watcher:
     def _quarantine(self, name: str, files: list[Path], reason: str, is_pair: bool) -> None:
         plan = [(path, self._destination(path)) for path in files]
         moves = self.ledger.plan_quarantine(name, plan, reason, is_pair)
+        fault_point("watch-quarantine-planned")  # the moves recorded, no file moved yet
         self._finish_moves(moves)
         for move in moves:
             self.recorded.pop(Path(move.original).name, None)
         moved = ", ".join(str(Path(move.destination).relative_to(self.out)) for move in moves)
-        self.console.print(
-            f"cvtriage: warning: {reason} -> {moved}", style="yellow", soft_wrap=True, markup=False, highlight=False
-        )
+        logger.warning(f"{reason} -> {moved}")
         self.summary.quarantined_files += len(moves)
         self.lone_changed = True
 
@@ -281,11 +280,13 @@ class Watcher:
             if not pairs:
                 return
             outcome = self.processor.process(pairs)
+            fault_point("watch-stored")  # FiftyOne holds the samples; the ledger does not know yet
             for pair, reason in outcome.bad:
                 files = [self.folder / pair.image, self.folder / pair.sidecar]
                 self._quarantine(pair.name, [path for path in files if path.exists()], reason, True)
             for pair, kind in outcome.changed:
                 self.ledger.forget_half(pair.name, kind)
+                fault_point("watch-half-forgotten")
                 name = pair.image if kind == IMAGE else pair.sidecar
                 self.recorded.pop(name, None)
                 self.notice(name)  # settles again, then pairs again
@@ -294,10 +295,9 @@ class Watcher:
                 self.processor.append_rows(list(outcome.processed.values()))
                 self.summary.processed += len(outcome.processed)
                 self.summary.flagged += outcome.flagged
-                self.console.print(
+                logger.info(
                     f"processed {len(outcome.processed)} pair{'s' if len(outcome.processed) != 1 else ''} "
-                    f"({outcome.flagged} flagged); {self.summary.processed} this run",
-                    highlight=False,
+                    f"({outcome.flagged} flagged); {self.summary.processed} this run"
                 )
                 self.lone_changed = True
 
@@ -307,10 +307,7 @@ class Watcher:
         for pair in fresh:
             half, missing = (pair.image, "sidecar") if pair.image else (pair.sidecar, "image")
             waited = _duration(time.time() - pair.first_seen)
-            self.console.print(
-                f"cvtriage: warning: {half}: no {missing} after {waited}; left in place ({LONE_HALVES_CSV})",
-                style="yellow", soft_wrap=True, markup=False, highlight=False,
-            )
+            logger.warning(f"{half}: no {missing} after {waited}; left in place ({LONE_HALVES_CSV})")
         if fresh:
             self.ledger.mark_reported([pair.name for pair in fresh])
             self.summary.lone_reported += len(fresh)
@@ -348,9 +345,9 @@ class Watcher:
             observer.schedule(Handler(), str(self.folder), recursive=False)
             observer.start()
         except OSError as error:  # inotify watch limit reached, ...
-            self.console.print(
-                f"cvtriage: warning: {self.folder}: no file events from the OS ({error}); rescanning every "
-                f"{self.settings.rescan_seconds:g} s only", style="yellow", soft_wrap=True, markup=False, highlight=False,
+            logger.warning(
+                f"{self.folder}: no file events from the OS ({error}); rescanning every "
+                f"{self.settings.rescan_seconds:g} s only"
             )
             return None
         return observer
@@ -375,14 +372,16 @@ class Watcher:
         stop = stop or threading.Event()
         previous_handlers = self._stop_on_signals(stop)
         observer = None if once else self._observe()
-        self.console.print(f"Watching {self.folder} -> {self.out}" + (" (once)" if once else " (Ctrl-C stops)"),
-                           highlight=False, soft_wrap=True)  # fmt: skip
+        logger.info(f"Watching {self.folder} -> {self.out}" + (" (once)" if once else " (Ctrl-C stops)"))
         try:
             self.rescan()
             last_rescan = time.monotonic()
             while True:
-                for name in self._settled():
+                settled = self._settled()
+                for name in settled:
                     self.record(name)
+                if settled:
+                    fault_point("watch-recorded")  # settled halves in the ledger, none processed yet
                 self.process_ready(stop)
                 self.report_lone_halves()
                 if once and not self.settling:
@@ -421,34 +420,13 @@ def watch_folder(
     scan: ScanConfig,
     settings: IngestConfig,
     once: bool = False,
-    console: Console | None = None,
     model=None,
     stop: threading.Event | None = None,
 ) -> WatchSummary:
     """Watch `folder` (until `stop` is set, Ctrl-C or SIGTERM; with `once`, until what is there is done).
 
     `model` is an already-loaded Ultralytics-compatible model; by default `scan.weights` is loaded.
+    Notes (each batch processed) and warnings (quarantined files, lone halves) go to this
+    module's logger.
     """
-    return Watcher(folder, scan, settings, console or Console(stderr=True), model).run(once, stop)
-
-
-def summary_table(summary: WatchSummary, out: Path):
-    """This run's work and the ledger's totals over every run."""
-    from rich.table import Table
-
-    totals = summary.totals
-    table = Table(title=f"Watch results in {out}", title_justify="left")
-    table.add_column("")
-    table.add_column("this run", justify="right")
-    table.add_column("all runs", justify="right")
-    table.add_row("pairs processed", str(summary.processed), str(totals.get("processed", 0)))
-    table.add_row("  with detections (flagged)", str(summary.flagged), "")
-    table.add_row("files quarantined", str(summary.quarantined_files), str(totals.get("quarantined_files", 0)))
-    table.add_row("lone halves reported", str(summary.lone_reported), "")
-    table.add_row("pairs waiting for a half", "", str(totals.get("waiting", 0)))
-    table.add_row("halves re-delivered after processing (ignored)", str(summary.redelivered), str(totals.get("redelivered", 0)))
-    if summary.csv_rows_recovered:
-        table.add_row("pairs.csv rows restored after a kill", str(summary.csv_rows_recovered), "")
-    rate = summary.processed / summary.elapsed_s if summary.elapsed_s else 0.0
-    table.add_row("wall time", f"{summary.elapsed_s:.1f} s ({rate:.1f} pairs/s)", "")
-    return table
+    return Watcher(folder, scan, settings, model).run(once, stop)

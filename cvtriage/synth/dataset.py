@@ -25,31 +25,27 @@ from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
 
-from cvtriage.dataset import LabelBox, write_data_yaml
+from cvtriage.boxes import xyxy_to_cxcywh
 from cvtriage.errors import CvtriageError
-from cvtriage.synth.scene import (
+from cvtriage.labels.yolo import LabelBox, write_data_yaml
+from cvtriage.progress import ProgressCallback, no_progress
+from cvtriage.synth.camera_effects import relight, sensor
+from cvtriage.synth.ground import make_ground, make_street_ground
+from cvtriage.synth.objects import (
     CLUTTER_DRAWERS,
     LOOKALIKE_DRAWERS,
     OBJECT_DRAWERS,
-    VISIBLE_ALPHA,
-    Patch,
-    Scene,
     draw_bush,
+    draw_car,
     draw_debris,
     log_uniform,
-    draw_car,
-    make_ground,
-    make_street_ground,
     pick,
-    random_sun,
-    relight,
-    sensor,
 )
+from cvtriage.synth.scene import VISIBLE_ALPHA, Patch, Scene, random_sun
 
 DEFAULT_CLASSES = ("ladder", "fire extinguisher", "bag", "antenna")
 OBLIQUE_SHARE = 0.4
@@ -265,8 +261,8 @@ def render_image(spec: ImageSpec, index: int, hide_objects: bool = False) -> Ren
 def yolo_boxes(rendered: RenderedImage) -> list[LabelBox]:
     size = rendered.image.shape[1], rendered.image.shape[0]
     return [
-        LabelBox(class_id, (x1 + x2) / 2 / size[0], (y1 + y2) / 2 / size[1], (x2 - x1) / size[0], (y2 - y1) / size[1], line)
-        for line, (class_id, x1, y1, x2, y2) in enumerate(rendered.boxes, start=1)
+        LabelBox(class_id, *(xyxy_to_cxcywh(box) / (*size, *size)).tolist(), line)
+        for line, (class_id, *box) in enumerate(rendered.boxes, start=1)
     ]
 
 
@@ -321,7 +317,7 @@ def generate_dataset(
     force: bool = False,
     workers: int | None = None,
     ground: str = "plain",
-    on_progress: Callable[[int, int], None] | None = None,
+    on_progress: ProgressCallback = no_progress,
 ) -> DatasetSummary:
     """Write a YOLO dataset to `out` (data.yaml, images/{train,val}, labels/{train,val}).
 
@@ -377,31 +373,11 @@ def generate_dataset(
     return summary
 
 
-def _record(summary: DatasetSummary, results, class_names: list[str], total: int, on_progress) -> None:
+def _record(summary: DatasetSummary, results, class_names: list[str], total: int, on_progress: ProgressCallback) -> None:
     for done, (split, view, boxes) in enumerate(results, start=1):
         summary.images[split] += 1
         summary.views[view] += 1
         for class_id, long_side in boxes:
             summary.boxes[split][class_names[class_id]] += 1
             summary.long_sides.append(long_side)
-        if on_progress:
-            on_progress(done, total)
-
-
-def summary_table(summary: DatasetSummary):
-    """A rich table: images and boxes per split and class, and box sizes."""
-    from rich.table import Table
-
-    table = Table(title=f"Synthetic dataset {summary.out} ({summary.seconds:.1f} s)")
-    table.add_column("")
-    for split in ("train", "val"):
-        table.add_column(split, justify="right")
-    table.add_row("images", *(str(summary.images[s]) for s in ("train", "val")))
-    for name in summary.names:
-        table.add_row(f"boxes: {name}", *(str(summary.boxes[s][name]) for s in ("train", "val")))
-    table.add_section()
-    table.add_row("views", f"nadir {summary.views['nadir']}", f"oblique {summary.views['oblique']}")
-    if summary.long_sides:
-        p = np.percentile(summary.long_sides, [5, 50, 95])
-        table.add_row("box long side (px)", f"p5 {p[0]:.0f}  p50 {p[1]:.0f}  p95 {p[2]:.0f}", f"min {min(summary.long_sides)}  max {max(summary.long_sides)}")
-    return table
+        on_progress(done, total)

@@ -36,15 +36,33 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
 
 from cvtriage.errors import CvtriageError
 from cvtriage.files import replaced_on_success
+from cvtriage.progress import ProgressCallback, no_progress
+from cvtriage.synth.camera_effects import relight
 from cvtriage.synth.dataset import DEFAULT_CLASSES, resolve_class_names
-from cvtriage.synth.scene import CLUTTER_DRAWERS, LOOKALIKE_DRAWERS, OBJECT_DRAWERS, Scene, log_uniform, make_ground, pick, random_sun, relight
+from cvtriage.synth.flight_log import (
+    FOCAL_35MM,
+    METRES_PER_PX,
+    TelemetryNoise,
+    WorldOnEarth,
+    camera_track,
+    write_srt,
+)
+from cvtriage.synth.ground import make_ground
+from cvtriage.synth.objects import (
+    CLUTTER_DRAWERS,
+    LOOKALIKE_DRAWERS,
+    OBJECT_DRAWERS,
+    log_uniform,
+    pick,
+)
+from cvtriage.synth.scene import Scene, random_sun
+from cvtriage.synth.site import SitePlan, SiteSpec, plan_site
 
 SCHEMA = "cvtriage-synth-flyover/1"
 VISIBLE_SHARE = 0.5
@@ -67,6 +85,7 @@ class WorldObject:
     id: int
     class_id: int
     box: tuple[float, float, float, float]  # tight box in world px (x1, y1, x2, y2)
+    object_id: int = 0  # the object on the ground: the same for each lap's pass of it
 
 
 @dataclass
@@ -81,28 +100,31 @@ class Flyover:
     width: int
     height: int
     fps: float
+    reverse: bool = False  # flown the other way: the frame shows the world turned half round
+    world_width: int = 0  # of one lap (the painted world)
+    flight: int = 0  # its number among a site's flights (cvtriage.synth.site)
+    plan: SitePlan | None = None  # that site's objects in each flight
 
     @property
     def frame_count(self) -> int:
         return len(self.zoom)
 
-    def origin(self, frame: int) -> tuple[float, float]:
-        z = self.zoom[frame]
-        return self.centre_x[frame] - self.width / 2 / z, self.centre_y[frame] - self.height / 2 / z
+    def _to_screen(self, frame: int, x: float, y: float) -> tuple[float, float]:
+        sign = -1.0 if self.reverse else 1.0
+        z = sign * self.zoom[frame]
+        return (x - self.centre_x[frame]) * z + self.width / 2, (y - self.centre_y[frame]) * z + self.height / 2
 
     def render(self, frame: int) -> np.ndarray:
         """Frame `frame` (BGR uint8)."""
-        z = self.zoom[frame]
-        ox, oy = self.origin(frame)
-        ox %= self.world.shape[1]  # on a later lap; BORDER_WRAP joins the world's ends
-        matrix = np.array([[z, 0, -ox * z], [0, z, -oy * z]], np.float64)
+        z = (-1.0 if self.reverse else 1.0) * self.zoom[frame]
+        cx = self.centre_x[frame] % self.world.shape[1]  # on a later lap; BORDER_WRAP joins the world's ends
+        matrix = np.array([[z, 0, self.width / 2 - cx * z], [0, z, self.height / 2 - self.centre_y[frame] * z]], np.float64)
         return cv2.warpAffine(self.world, matrix, (self.width, self.height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
 
     def box_in_frame(self, obj: WorldObject, frame: int) -> tuple[float, float, float, float] | None:
         """The object's box in the frame (clipped), or None when less than half of it is inside."""
-        z = self.zoom[frame]
-        ox, oy = self.origin(frame)
-        x1, y1, x2, y2 = ((obj.box[0] - ox) * z, (obj.box[1] - oy) * z, (obj.box[2] - ox) * z, (obj.box[3] - oy) * z)
+        (ax, ay), (bx, by) = self._to_screen(frame, obj.box[0], obj.box[1]), self._to_screen(frame, obj.box[2], obj.box[3])
+        x1, y1, x2, y2 = min(ax, bx), min(ay, by), max(ax, bx), max(ay, by)
         cx1, cy1, cx2, cy2 = max(x1, 0.0), max(y1, 0.0), min(x2, float(self.width)), min(y2, float(self.height))
         if cx2 <= cx1 or cy2 <= cy1 or (cx2 - cx1) * (cy2 - cy1) < VISIBLE_SHARE * (x2 - x1) * (y2 - y1):
             return None
@@ -120,6 +142,9 @@ class FlyoverSpec:
     seed: int = 0
     objects: int | None = None  # None: as many as fit well apart, at most DEFAULT_OBJECTS
     names: tuple[str, ...] = DEFAULT_CLASSES
+    latitude: float = 46.2044  # where the world lies (cvtriage.synth.flight_log)
+    longitude: float = 6.1432
+    noise: TelemetryNoise = TelemetryNoise()  # the flight log's errors
 
     def __post_init__(self):
         object.__setattr__(self, "names", tuple(resolve_class_names(self.names)))
@@ -129,11 +154,23 @@ class FlyoverSpec:
             raise CvtriageError(f"--width {self.width} / --height {self.height}: need even sizes, 64..7680 x 64..4320")
         if self.objects is not None and self.objects < 0:
             raise CvtriageError(f"--objects {self.objects}: must be 0 or more")
+        if not (-85 <= self.latitude <= 85 and -180 <= self.longitude <= 180):
+            raise CvtriageError(f"--where {self.latitude:g},{self.longitude:g}: need a latitude within 85 degrees of the equator and a longitude")
+        if min(self.noise.gps_m, self.noise.altitude_m, self.noise.heading_deg, self.noise.offset_m) < 0:
+            raise CvtriageError("--telemetry-noise: errors are 0 or more")
+
+    def world_on_earth(self) -> WorldOnEarth:
+        """Where the world lies: its bearing drawn from the seed, metres per px scaled with the height."""
+        bearing = float(np.random.default_rng([self.seed, 0xBE]).uniform(0, 360))
+        return WorldOnEarth(self.latitude, self.longitude, bearing, METRES_PER_PX * 720 / self.height)
 
 
-def build_flyover(spec: FlyoverSpec, hide_objects: bool = False, max_world_width: int = MAX_WORLD_WIDTH) -> Flyover:
+def build_flyover(
+    spec: FlyoverSpec, hide_objects: bool = False, max_world_width: int = MAX_WORLD_WIDTH, site: SiteSpec | None = None
+) -> Flyover:
     """Paint the world and plan the camera. hide_objects paints the same world without the objects.
-    A flight that needs a world wider than `max_world_width` flies laps over one that wide."""
+    A flight that needs a world wider than `max_world_width` flies laps over one that wide. `site`:
+    one of several flights over the same world (cvtriage.synth.site), with its objects and path."""
     seconds, fps, width, height, objects, names = spec.seconds, spec.fps, spec.width, spec.height, spec.objects, spec.names
     rng = np.random.default_rng([spec.seed, 0xF1])
     k = height / 720
@@ -176,8 +213,22 @@ def build_flyover(spec: FlyoverSpec, hide_objects: bool = False, max_world_width
     ys = world_h / 2 + rng.uniform(-band, band, objects)
 
     sun, shadow_strength = random_sun(rng)
+    plan = None
+    if site is not None:  # the same world and objects, its own path, time of day and changes
+        if laps > 1:
+            raise CvtriageError(f"--site: flights over one site are at most {max_world_width / (SPEED * k):.0f} s long")
+        plan = plan_site(site, spec.seed, xs, ys, world_h / 2, band, gap, spec.world_on_earth().metres_per_px)
+        if site.flight > 0:
+            path_rng = np.random.default_rng([spec.seed, 0xF1, site.flight])
+            sun, shadow_strength = random_sun(path_rng)
+            zoom = ZOOM_MID + ZOOM_SWING * np.sin(2 * np.pi * t / ZOOM_PERIOD_S + path_rng.uniform(0, 2 * np.pi))
+            centre_y = world_h / 2 + SWAY * k * np.sin(2 * np.pi * t / SWAY_PERIOD_S + path_rng.uniform(0, 2 * np.pi))
+            if site.flight % 2:  # flown back the other way
+                centre_x = centre_x[::-1].copy()
     scene = Scene(_long_ground(world_h, world_w, rng, k, wraps=laps > 1), sun, shadow_strength, hide_objects)
     keep_clear = [(x, y, OBJECT_SIZES[1] * k) for x, y in zip(xs, ys)]
+    if plan is not None:
+        keep_clear += [(x + dx, y + dy, OBJECT_SIZES[1] * k) for x, y, moves in zip(xs, ys, plan.shifts()) for dx, dy in moves]
 
     def clear_of_objects(x: float, y: float, size: float) -> bool:
         return all(np.hypot(x - ox, y - oy) > (size + clear) * 0.75 for ox, oy, clear in keep_clear)
@@ -194,21 +245,27 @@ def build_flyover(spec: FlyoverSpec, hide_objects: bool = False, max_world_width
     for index, (x, y) in enumerate(zip(xs, ys)):
         class_id = int(rng.integers(len(names)))
         size = log_uniform(rng, *OBJECT_SIZES) * k
-        sprite = scene.sprite(OBJECT_DRAWERS[names[class_id]](rng), (float(x), float(y)), size, rng.uniform(0, 2 * np.pi))
+        drawing, angle = OBJECT_DRAWERS[names[class_id]](rng), rng.uniform(0, 2 * np.pi)
+        if plan is not None:
+            if not plan.present[site.flight, index]:
+                continue
+            x, y = x + plan.shift[site.flight, index, 0], y + plan.shift[site.flight, index, 1]
+        sprite = scene.sprite(drawing, (float(x), float(y)), size, angle)
         scene.paint(sprite, class_id)
         box = sprite.patch.box()
         if box is not None:
-            placed.append(WorldObject(index, class_id, tuple(float(v) for v in box)))
+            placed.append(WorldObject(index, class_id, tuple(float(v) for v in box), index))
     # Each lap passes the same objects again, a world's width further along the flight.
     passes = [
-        WorldObject(lap * len(xs) + obj.id, obj.class_id, (obj.box[0] + lap * world_w, obj.box[1], obj.box[2] + lap * world_w, obj.box[3]))
+        WorldObject(lap * len(xs) + obj.id, obj.class_id, (obj.box[0] + lap * world_w, obj.box[1], obj.box[2] + lap * world_w, obj.box[3]), obj.id)
         for lap in range(laps)
         for obj in placed
     ]
     # The lens's softness; it also spares mp4v (whose bit rate OpenCV cannot set) pixel-level grain
     # that would triple the file's size.
     world = cv2.GaussianBlur(cv2.cvtColor(relight(scene.canvas, rng), cv2.COLOR_RGB2BGR), (0, 0), 0.6)
-    return Flyover(world, passes, centre_x, centre_y, zoom, width, height, fps)
+    flight = site.flight if site is not None else 0
+    return Flyover(world, passes, centre_x, centre_y, zoom, width, height, fps, bool(flight % 2), world_w, flight, plan)
 
 
 def _long_ground(height: int, width: int, rng: np.random.Generator, k: float, wraps: bool = False) -> np.ndarray:
@@ -236,8 +293,9 @@ def _long_ground(height: int, width: int, rng: np.random.Generator, k: float, wr
     return world
 
 
-def ground_truth(flyover: Flyover, names: list[str], video_file: str, seed: int) -> dict:
+def ground_truth(flyover: Flyover, names: list[str], video_file: str, seed: int, spec: FlyoverSpec | None = None) -> dict:
     """The sidecar document (schema in the module docstring)."""
+    world = (spec or FlyoverSpec(height=flyover.height, seed=seed)).world_on_earth()
     records = []
     for obj in flyover.objects:
         rows = []
@@ -248,11 +306,14 @@ def ground_truth(flyover: Flyover, names: list[str], video_file: str, seed: int)
         if not rows:
             continue
         first, last = rows[0][0], rows[-1][0]
+        latitude, longitude = world.degrees(((obj.box[0] + obj.box[2]) / 2) % flyover.world_width, (obj.box[1] + obj.box[3]) / 2)
         records.append(
             {
                 "id": obj.id, "class_id": obj.class_id, "class_name": names[obj.class_id],
                 "first_frame": first, "last_frame": last,
                 "first_time_s": round(first / flyover.fps, 3), "last_time_s": round(last / flyover.fps, 3),
+                "object": obj.object_id,
+                "ground_position": {"latitude": round(float(latitude), 8), "longitude": round(float(longitude), 8)},
                 "boxes": rows,
             }
         )
@@ -264,6 +325,12 @@ def ground_truth(flyover: Flyover, names: list[str], video_file: str, seed: int)
         },
         "classes": names,
         "visible_when": f"at least {VISIBLE_SHARE:.0%} of the object's box inside the frame",
+        "telemetry": {
+            "srt": Path(video_file).with_suffix(".SRT").name, "flight": flyover.flight, "reverse": flyover.reverse,
+            "world": {"latitude": world.latitude, "longitude": world.longitude, "bearing_deg": round(world.bearing_deg, 4),
+                      "metres_per_px": world.metres_per_px},
+            "focal_35mm": FOCAL_35MM, "noise": (spec.noise if spec else TelemetryNoise()).as_dict(),
+        },  # fmt: skip
         "objects": records,
     }
 
@@ -277,60 +344,66 @@ class VideoSummary:
     per_class: dict[str, int]
     visible_seconds: list[float]
     seconds: float
+    srt: Path | None = None
 
 
 def truth_path_for(video: Path) -> Path:
     return video.with_name(video.stem + ".truth.json")
 
 
-def generate_video(out: Path, spec: FlyoverSpec, force: bool = False, on_progress: Callable[[int, int], None] | None = None) -> VideoSummary:
-    """Write the flyover to `out` (.mp4, OpenCV mp4v) and its ground truth beside it.
+def write_flight_log(path: Path, flyover: Flyover, spec: FlyoverSpec) -> None:
+    """The flyover's DJI-style flight log (cvtriage.synth.flight_log); a lap's jump back is one subtitle's step."""
+    world = spec.world_on_earth()
+    track = camera_track(flyover.centre_x % flyover.world_width, flyover.centre_y, flyover.zoom, spec.width, spec.height,
+                         world, flyover.reverse)  # fmt: skip
+    write_srt(path, track, world, spec.fps, spec.noise, spec.seed, flyover.flight)
 
-    Both are written under temporary names and renamed when complete.
+
+def srt_path_for(video: Path) -> Path:
+    return video.with_suffix(".SRT")
+
+
+def generate_video(
+    out: Path, spec: FlyoverSpec, force: bool = False, on_progress: ProgressCallback = no_progress, site: SiteSpec | None = None
+) -> VideoSummary:
+    """Write the flyover to `out` (.mp4, OpenCV mp4v), its flight log (OUT.SRT) and its ground
+    truth beside it; `site`: as one of several flights over one world (cvtriage.synth.site).
+
+    All are written under temporary names and renamed when complete.
     on_progress(done, total) is called after each frame.
     """
     out = Path(out)
-    truth = truth_path_for(out)
+    truth, srt = truth_path_for(out), srt_path_for(out)
     if out.suffix.lower() != ".mp4":
         raise CvtriageError(f"{out}: the flyover is written as .mp4 (OpenCV's mp4v codec)")
-    for path in (out, truth):
+    for path in (out, truth, srt):
         if path.exists() and not force:
             raise CvtriageError(f"{path}: already exists (pass --force to replace it)")
 
     start = time.perf_counter()
-    flyover = build_flyover(spec)
+    flyover = build_flyover(spec, site=site)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)  # as Ultralytics and most tools do
     except OSError as error:
         raise CvtriageError(f"{out.parent}: cannot make this folder ({error.strerror})") from None
-    with replaced_on_success(out) as partial_video, replaced_on_success(truth) as partial_truth:
+    with (
+        replaced_on_success(out) as partial_video,
+        replaced_on_success(truth) as partial_truth,
+        replaced_on_success(srt) as partial_srt,
+    ):
         writer = cv2.VideoWriter(str(partial_video), cv2.VideoWriter_fourcc(*"mp4v"), spec.fps, (spec.width, spec.height))
         try:
             if not writer.isOpened():
                 raise CvtriageError(f"{out}: OpenCV cannot open an mp4v writer here")
             for frame in range(flyover.frame_count):
                 writer.write(flyover.render(frame))
-                if on_progress:
-                    on_progress(frame + 1, flyover.frame_count)
+                on_progress(frame + 1, flyover.frame_count)
         finally:
             writer.release()
-        document = ground_truth(flyover, list(spec.names), out.name, spec.seed)
+        write_flight_log(partial_srt, flyover, spec)
+        document = ground_truth(flyover, list(spec.names), out.name, spec.seed, spec)
         partial_truth.write_text(json.dumps(document, separators=(",", ":")) + "\n")
     per_class = {name: sum(1 for o in document["objects"] if o["class_name"] == name) for name in spec.names}
     visible = [o["last_time_s"] - o["first_time_s"] for o in document["objects"]]
-    return VideoSummary(out, truth, flyover.frame_count, len(document["objects"]), per_class, visible, time.perf_counter() - start)
-
-
-def summary_table(summary: VideoSummary):
-    from rich.table import Table
-
-    table = Table(title=f"Synthetic flyover {summary.video} ({summary.seconds:.1f} s)")
-    table.add_column("")
-    table.add_column("", justify="right")
-    table.add_row("frames", str(summary.frames))
-    for name, count in summary.per_class.items():
-        table.add_row(f"objects: {name}", str(count))
-    if summary.visible_seconds:
-        table.add_row("seconds in view (min / median / max)", " / ".join(f"{v:.1f}" for v in np.percentile(summary.visible_seconds, [0, 50, 100])))
-    table.add_row("ground truth", str(summary.truth))
-    return table
+    return VideoSummary(out, truth, flyover.frame_count, len(document["objects"]), per_class, visible,
+                        time.perf_counter() - start, srt)  # fmt: skip

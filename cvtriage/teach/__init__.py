@@ -1,1 +1,0 @@
-"""Teach it your objects: reviewers' decisions on scan events become training labels (review -> harvest -> train -> rescan -> compare)."""
