@@ -31,6 +31,7 @@ from cvtriage.scan.priority import TeachingValue
 from cvtriage.scan.results import (
     CLEAN_KEYFRAMES_DIR,
     DETECTIONS_CSV,
+    EVENT_FEATURES_NPY,
     EVENTS_CSV,
     EVENTS_JSON,
     KEYFRAMES_DIR,
@@ -72,11 +73,13 @@ def write_scan_outputs(
     keyframes: Mapping[int, np.ndarray],
     stats: dict,
     teaching: dict[int, TeachingValue],
+    event_features: np.ndarray | None = None,
 ) -> dict[str, Path]:
     """Write a scan's results folder.
 
     `keyframes` maps each event id to the BGR image of that event's best frame, `teaching` to its
-    review priority (cvtriage.scan.priority). `stats` holds frames_total, frames_inferred,
+    review priority (cvtriage.scan.priority); `event_features` (one row per event, in order: the
+    detector's features, cvtriage.scan.features) go to event_features.npy. `stats` holds frames_total, frames_inferred,
     wall_time_s and bad_ranges ((first, last) frame ranges that failed to decode). Returns the
     paths written, by name: out_dir, events_json, events_csv, detections_csv, timeline, keyframes
     (and map, where the events have positions).
@@ -113,6 +116,8 @@ def write_scan_outputs(
         write_csv(staging / EVENTS_CSV, EVENT_COLUMNS, (_event_csv_row(row) for row in rows))
         write_csv(staging / DETECTIONS_CSV, DETECTION_COLUMNS, _detection_rows(detections, class_names))
         write_timeline(staging / TIMELINE_PNG, video, events, detections_by_frame, stats.get("bad_ranges", []))
+        if event_features is not None:
+            np.save(staging / EVENT_FEATURES_NPY, event_features)
         replace_dir(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
