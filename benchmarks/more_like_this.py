@@ -79,9 +79,9 @@ def whitened(vectors: np.ndarray) -> np.ndarray:
     return shifted @ basis / np.sqrt(values)
 
 
-def feature_cost(video: Path, settings, frames: int = 40) -> tuple[float, float]:
+def feature_cost(video: Path, settings, frames: int = 40, rounds: int = 4) -> tuple[float, float]:
     """Seconds per frame through the scan's detector, with the feature hooks and without (the same
-    frames, one at a time as a CPU scan infers them, best of two passes each)."""
+    frames, one at a time as a CPU scan infers them; `rounds` alternating passes each, medians)."""
     from cvtriage.models import resolve_device
     from cvtriage.scan.detector import Detector
     from cvtriage.scan.export import model_to_run
@@ -95,14 +95,15 @@ def feature_cost(video: Path, settings, frames: int = 40) -> tuple[float, float]
     images = [(index, info.time_of(index), reader.read(index)) for index in range(0, frames * 15, 15)]
     reader.close()
     tap = detector.backend.features
-    timings = []
-    for hooks in (tap, None, tap, None):
-        detector.backend.features = hooks
-        started = time.perf_counter()
-        for image in images:
-            detector.detect([image])
-        timings.append((time.perf_counter() - started) / len(images))
-    return min(timings[0], timings[2]), min(timings[1], timings[3])
+    timings: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(rounds):
+        for hooks in (True, False):
+            detector.backend.features = tap if hooks else None
+            started = time.perf_counter()
+            for image in images:
+                detector.detect([image])
+            timings[hooks].append((time.perf_counter() - started) / len(images))
+    return float(np.median(timings[True])), float(np.median(timings[False]))
 
 
 def main() -> None:
@@ -171,7 +172,8 @@ def main() -> None:
               + f" {percent(figures['all']):>8s}")  # fmt: skip
     with_hooks, without = feature_cost(videos[0], settings)
     print(f"feature step: {1000 * with_hooks:.1f} ms per sampled frame through the detector with it, "
-          f"{1000 * without:.1f} without ({(with_hooks / without - 1):+.1%}), CPU, one frame a call")  # fmt: skip
+          f"{1000 * without:.1f} without ({(with_hooks / without - 1):+.1%}; medians of 4 alternating passes over 40 "
+          "frames, CPU, one frame a call, PyTorch)")  # fmt: skip
 
 
 def _level(vectors: np.ndarray, levels: int, number: int) -> np.ndarray:
