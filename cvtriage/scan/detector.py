@@ -113,8 +113,7 @@ class Detector:
         detections = []
         for number, (frame_index, time_s, _) in enumerate(frames):
             frame_found = found[number * per_frame : (number + 1) * per_frame]
-            rows = np.concatenate([rows + np.pad([x0, y0, x0, y0], (0, rows.shape[1] - 4)).astype(np.float32)
-                                   for rows, (x0, y0, _, _) in zip(frame_found, windows)])  # fmt: skip
+            rows = np.concatenate([_in_frame(rows, x0, y0) for rows, (x0, y0, _, _) in zip(frame_found, windows)])
             if per_frame > 1:
                 sources = np.concatenate([np.full(len(rows), source) for source, rows in enumerate(frame_found)])
                 merged_boxes, *_, kept = merge_across_tiles(
@@ -148,3 +147,10 @@ class Detector:
             for start in range(0, len(images), chunk)
             for rows in self.backend.predict(images[start : start + chunk], imgsz)
         ]
+
+
+def _in_frame(rows: np.ndarray, x0: int, y0: int) -> np.ndarray:
+    """A tile's rows (base.DetectorBackend.predict) with their boxes moved into the frame's pixels."""
+    moved = rows.copy()
+    moved[:, :4] += np.array([x0, y0, x0, y0], np.float32)
+    return moved

@@ -47,9 +47,8 @@ def index_features(samples, field: str = FEATURES_FIELD, brain_key: str = FEATUR
     import fiftyone.brain as fob
     from fiftyone import ViewField as F
 
-    dataset = samples._dataset
-    if brain_key in dataset.list_brain_runs():
-        dataset.delete_brain_run(brain_key)
+    if brain_key in samples.list_brain_runs():
+        samples.delete_brain_run(brain_key)
     if field not in samples.get_field_schema(flat=True):
         return
     embedded = samples.match(F(field) != None)  # noqa: E711
@@ -65,7 +64,7 @@ def similarity_key(dataset) -> str:
         return FEATURES_BRAIN_KEY
     if LOOKS_BRAIN_KEY in runs:
         return LOOKS_BRAIN_KEY
-    raise CvtriageError(f"FiftyOne dataset '{dataset.name}': no similarity index (scan or store its videos again)")
+    raise CvtriageError(f"FiftyOne dataset '{_name(dataset)}': no similarity index (scan or store its videos again)")
 
 
 def more_like_this(dataset, event, k: int = MORE_LIKE_THIS, brain_key: str | None = None):
@@ -78,9 +77,9 @@ def more_like_this(dataset, event, k: int = MORE_LIKE_THIS, brain_key: str | Non
     try:
         ObjectId(str(sample_id))
     except (InvalidId, TypeError):
-        raise CvtriageError(f"more like this: '{sample_id}' is not a sample id of dataset '{dataset.name}'") from None
+        raise CvtriageError(f"more like this: '{sample_id}' is not a sample id of dataset '{_name(dataset)}'") from None
     if not len(dataset.select(str(sample_id))):
-        raise CvtriageError(f"more like this: dataset '{dataset.name}' has no sample {sample_id}")
+        raise CvtriageError(f"more like this: dataset '{_name(dataset)}' has no sample {sample_id}")
     key = brain_key or similarity_key(dataset)
     index = dataset.load_brain_results(key)
     if str(sample_id) not in set(index.sample_ids):
@@ -88,3 +87,8 @@ def more_like_this(dataset, event, k: int = MORE_LIKE_THIS, brain_key: str | Non
     query, _, _ = index.get_embeddings(sample_ids=[str(sample_id)])
     others = dataset.match(undecided_filter()).exclude(str(sample_id))
     return others.sort_by_similarity(query[0], k=k, brain_key=key)
+
+
+def _name(samples) -> str:
+    """The dataset's name, of a dataset or of a view of one (a patches view, say)."""
+    return getattr(samples, "dataset_name", None) or samples.name
