@@ -140,7 +140,7 @@ def test_cpu_scan_runs_the_export_at_the_pytorch_plan_and_no_export_runs_pytorch
     assert "OpenVINO export of" in engine_log[0]
     # No feature maps in an export: one line says so, and the scan goes on without features.
     assert [line for line in engine_log if "no detector features" in line] == [f"WARNING: {FEATURES_UNAVAILABLE}"]
-    assert exported.event_features is None
+    assert exported.features is None
     assert scan_is_finished(clip, settings)
     header = json.loads(log_path(settings, clip).read_text().splitlines()[0])
 

@@ -43,7 +43,7 @@ from cvtriage.scan.dense import (
 )
 from cvtriage.scan.detector import Detector
 from cvtriage.scan.export import backend_identity, model_to_run
-from cvtriage.scan.features import events_feature_matrix
+from cvtriage.scan.features import ScanFeatures, scan_features
 from cvtriage.scan.frames import (
     FrameReader,
     FrameSource,
@@ -84,9 +84,9 @@ class ScanResult:
     # paths of the results folder written.
     teaching: dict[int, TeachingValue] = field(default_factory=dict)
     outputs: dict[str, Path] = field(default_factory=dict)
-    # One row per event (in `events` order): the detector's features along its track
-    # (cvtriage.scan.features); None where the model gave none (an export, a proposal scan).
-    event_features: np.ndarray | None = None
+    # The detector's features of each event along its track (cvtriage.scan.features); None where
+    # the model gave none (an export).
+    features: ScanFeatures | None = None
 
 
 def _bad_ranges(indices: set[int], reason: str) -> list[BadRange]:
@@ -300,7 +300,7 @@ class _Scan:
         return ScanResult(
             self.video, events, detections, self.class_names, Keyframes(self.source, events),
             stats, results_dir(self.settings, self.video.path),
-            event_features=events_feature_matrix(events, self.log.frames),
+            features=scan_features(events, self.log.frames),
         )  # fmt: skip
 
 

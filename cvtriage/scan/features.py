@@ -18,6 +18,7 @@ line and the events keep their colour look (cvtriage.scan.looks).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -117,9 +118,9 @@ def input_boxes(boxes, image_shape: tuple[int, int], input_shape: tuple[int, int
     return boxes * scale + boxes.new_tensor([pad_x, pad_y] * 2)
 
 
-def event_features(event: Event, frames: Mapping[int, FrameDetections]) -> np.ndarray | None:
-    """The event's embedding: the mean of its own box's features over its track (frames inferred
-    whole), unit length; None when none of them carries features (an export's scan)."""
+def track_features(event: Event, frames: Mapping[int, FrameDetections]) -> np.ndarray:
+    """The features (n, D) float32 of the event's own box in each frame of its track (frames
+    inferred whole) that carries them; (0, 0) when none does (an export's scan)."""
     vectors = []
     for point in event.track or []:
         frame = frames.get(point.frame)
@@ -128,17 +129,37 @@ def event_features(event: Event, frames: Mapping[int, FrameDetections]) -> np.nd
         index = matching_box_index(frame, point.box, event.class_id)
         if index is not None:
             vectors.append(frame.features[index].astype(np.float32))
-    if not vectors:
+    return np.array(vectors, np.float32) if vectors else np.zeros((0, 0), np.float32)
+
+
+def event_features(event: Event, frames: Mapping[int, FrameDetections]) -> np.ndarray | None:
+    """The event's embedding: the mean of its track's features, unit length; None without any."""
+    vectors = track_features(event, frames)
+    if not len(vectors):
         return None
-    mean = np.mean(vectors, axis=0)
+    mean = vectors.mean(axis=0)
     return (mean / max(float(np.linalg.norm(mean)), 1e-6)).astype(np.float32)
 
 
-def events_feature_matrix(events: list[Event], frames: Mapping[int, FrameDetections]) -> np.ndarray | None:
-    """One row per event (in the list's order), NaN for an event without features; None when no
-    event has any (nothing to write)."""
-    vectors = [event_features(event, frames) for event in events]
-    width = next((len(vector) for vector in vectors if vector is not None), None)
+@dataclass(frozen=True)
+class ScanFeatures:
+    """What a scan keeps of the detector's features (cvtriage.scan.similar reads them back)."""
+
+    means: np.ndarray  # one row per event, in the events' order: `event_features`; NaN without
+    # Each track point's features less its event's mean (events seen in 2+ frames): how one
+    # object's features vary from frame to frame, which the index whitens away.
+    residuals: np.ndarray
+
+
+def scan_features(events: list[Event], frames: Mapping[int, FrameDetections]) -> ScanFeatures | None:
+    """The events' features and their tracks' residuals; None when no event has any (an export)."""
+    tracks = [track_features(event, frames) for event in events]
+    width = next((vectors.shape[1] for vectors in tracks if len(vectors)), None)
     if width is None:
         return None
-    return np.stack([vector if vector is not None else np.full(width, np.nan, np.float32) for vector in vectors])
+    means = [event_features(event, frames) for event in events]
+    residuals = [vectors - vectors.mean(axis=0) for vectors in tracks if len(vectors) >= 2]
+    return ScanFeatures(
+        np.stack([mean if mean is not None else np.full(width, np.nan, np.float32) for mean in means]),
+        np.concatenate(residuals).astype(np.float16) if residuals else np.zeros((0, width), np.float16),
+    )
