@@ -17,8 +17,8 @@ from cvtriage.scan.detector import Detector
 from cvtriage.scan.export import model_to_run
 from cvtriage.scan.frames import FrameSource, probe_source
 from cvtriage.scan.pipeline import run_scan
-from cvtriage.scan.results import EVENT_FEATURES_NPY
-from cvtriage.scan.similar import FEATURES_FIELD, more_like_this, read_event_features
+from cvtriage.scan.results import EVENT_FEATURES_NPY, TRACK_RESIDUALS_NPY
+from cvtriage.scan.similar import FEATURES_FIELD, more_like_this, read_event_features, within_track_whitening
 from cvtriage.synth.video import FlyoverSpec, generate_video
 
 
@@ -80,9 +80,14 @@ def test_bad_input_is_one_line(twin_scans, tmp_path):
             more_like_this(dataset, event)
         assert "\n" not in str(raised.value) and event in str(raised.value)
     folder = shutil.copytree(runs / "twin", tmp_path / "twin")
+    assert np.load(folder / TRACK_RESIDUALS_NPY).shape[1] == 240  # what the index is whitened by
     np.save(folder / EVENT_FEATURES_NPY, np.zeros((1, 3), np.float32))  # another scan's rows
     with pytest.raises(CvtriageError, match=f"^{folder / EVENT_FEATURES_NPY}: 1 rows for .* events") as raised:
         read_event_features(folder)
+    assert "\n" not in str(raised.value)
+    (folder / TRACK_RESIDUALS_NPY).write_bytes(b"not an array")
+    with pytest.raises(CvtriageError, match=f"^{folder / TRACK_RESIDUALS_NPY}: cannot read it") as raised:
+        within_track_whitening([folder])
     assert "\n" not in str(raised.value)
 
 
