@@ -7,8 +7,9 @@ from the model call the scan already makes; each box kept after NMS is then aver
 level (ROI align over the box, in the model's input pixels) and the levels concatenated, each of
 unit length: one vector per box, in one space whatever the box's size. An event's embedding is the
 mean of its track's vectors (every frame inferred whole that follows it), so one odd frame (a
-blur, the object half out of view) weighs little. The model call is not repeated, and nothing
-leaves the device but a few hundred numbers per box.
+blur, the object half out of view) weighs little; how the vectors vary along each track is kept too
+(ScanFeatures.residuals), for the index to whiten away (cvtriage.scan.similar). The model call is
+not repeated, and nothing leaves the device but a few hundred numbers per box.
 
 Device-agnostic torch: the CPU runs in the tests what a GPU runs in a dense scan. A model without
 a YOLO Detect head in PyTorch (an OpenVINO export) has no maps to hook: the scan says so in one

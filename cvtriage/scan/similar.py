@@ -5,8 +5,9 @@ App (select an event, "sort by similarity", brain key `features`) or with `more_
 
 The index is cosine over the embeddings whitened by how each object's own features vary along its
 track (`within_track_whitening`): the scan's tracks are free pairs of "the same object", and what
-changes within them is not what tells objects apart (docs/benchmarks.md: the variants measured). A dataset whose scans
-have no features (an OpenVINO export) is ranked by the colour looks instead (cvtriage.scan.looks).
+changes within them is not what tells objects apart (docs/benchmarks.md: the variants measured).
+A dataset whose scans have no features (an OpenVINO export) is ranked by the colour looks instead
+(cvtriage.scan.looks).
 """
 
 from __future__ import annotations
