@@ -89,6 +89,14 @@ class ScanResult:
     features: ScanFeatures | None = None
 
 
+def _is_ultralytics_model(model) -> bool:
+    """An Ultralytics model (its export, when it has no features); not a stand-in with its interface
+    (a custom detector has no Detect head to promise features from)."""
+    from ultralytics.engine.model import Model
+
+    return isinstance(model, Model)
+
+
 def _bad_ranges(indices: set[int], reason: str) -> list[BadRange]:
     ranges: list[BadRange] = []
     for index in sorted(indices):
@@ -124,7 +132,7 @@ class _Scan:
             self.detector = Detector.for_model(
                 self.model, settings, class_ids, self.device, self.video.width, self.video.height, dense
             )  # fmt: skip
-            if self.detector.backend.features is None:
+            if self.detector.backend.features is None and _is_ultralytics_model(self.model):
                 logger.warning(FEATURES_UNAVAILABLE)
         self.batch_size = inference_batch(settings.batch, self.device, DENSE_GPU_BATCH if dense else GPU_SCAN_BATCH)
         self.refine = settings.refine and not dense and not settings.propose
