@@ -27,6 +27,9 @@ class FrameDetections:
     # None: the whole frame was inferred. A crop (refinement, see Detector.crop_for): (x0, y0, x1,
     # y1), the area whose objects these detections cover (those with their centre inside it).
     region: tuple[int, int, int, int] | None = None
+    # The detector's own features at each box (N, D) float16 (cvtriage.scan.features); None where
+    # the model gives none (an export) or for refinement crops.
+    features: np.ndarray | None = None
 
     @classmethod
     def empty(cls, frame_index: int, time_s: float) -> "FrameDetections":
@@ -40,8 +43,9 @@ class FrameDetections:
         keep = self.scores >= min_score
         if keep.all():
             return self
+        features = self.features[keep] if self.features is not None else None
         return FrameDetections(
-            self.frame_index, self.time_s, self.boxes_xyxy[keep], self.scores[keep], self.class_ids[keep], self.region
+            self.frame_index, self.time_s, self.boxes_xyxy[keep], self.scores[keep], self.class_ids[keep], self.region, features
         )
 
 

@@ -109,14 +109,15 @@ def test_merge_joins_an_object_cut_at_a_seam_but_not_different_objects():
     scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5], np.float32)
     classes = np.array([0, 0, 1, 0, 0])
     sources = np.array([0, 1, 1, 0, 0])
-    merged_boxes, merged_scores, merged_classes = merge_across_tiles(boxes, scores, classes, sources)
+    merged_boxes, merged_scores, merged_classes, best = merge_across_tiles(boxes, scores, classes, sources)
     assert merged_boxes.tolist() == [[90, 10, 150, 30], [100, 12, 150, 30], [10, 60, 30, 80], [12, 62, 32, 82]]
+    assert best.tolist() == [0, 2, 3, 4]  # whose features each merged box keeps
     assert merged_scores.tolist() == pytest.approx([0.9, 0.7, 0.6, 0.5])
     assert merged_classes.tolist() == [0, 1, 0, 0]
     # Class-agnostic: the other-class box on the same object is absorbed too; the best class stays.
-    merged_boxes, merged_scores, merged_classes = merge_across_tiles(boxes, scores, classes, sources, agnostic=True)
+    merged_boxes, merged_scores, merged_classes, best = merge_across_tiles(boxes, scores, classes, sources, agnostic=True)
     assert merged_boxes.tolist() == [[90, 10, 150, 30], [10, 60, 30, 80], [12, 62, 32, 82]]
-    assert merged_classes.tolist() == [0, 0, 0]
+    assert merged_classes.tolist() == [0, 0, 0] and best.tolist() == [0, 3, 4]
 
 
 def test_tiled_batch_finds_small_objects_once_each():

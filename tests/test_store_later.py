@@ -8,6 +8,7 @@ import datetime
 import json
 import uuid
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -18,6 +19,7 @@ from cvtriage.errors import CvtriageError
 from cvtriage.paths import DEMO_WEIGHTS
 from cvtriage.scan.log import scan_is_finished
 from cvtriage.scan.pipeline import run_scan
+from cvtriage.scan.similar import FEATURES_BRAIN_KEY, FEATURES_FIELD
 from cvtriage.synth.video import FlyoverSpec, generate_video
 
 runner = CliRunner()
@@ -42,6 +44,14 @@ def stored(dataset_name):
     rows = sorted(zip(*dataset.values(list(STORED_FIELDS))))
     boxes = sorted((sample.event_id, len(sample.detections.detections)) for sample in dataset)
     return rows, boxes
+
+
+def stored_features(dataset_name):
+    import fiftyone as fo
+
+    dataset = fo.load_dataset(dataset_name)
+    assert FEATURES_BRAIN_KEY in dataset.list_brain_runs()
+    return dict(zip(dataset.values("event_id"), dataset.values(FEATURES_FIELD)))
 
 
 def test_a_busy_database_keeps_the_results_and_cvtriage_store_stores_them_later(flyover, tmp_path, monkeypatch):
@@ -76,6 +86,10 @@ def test_a_busy_database_keeps_the_results_and_cvtriage_store_stores_them_later(
     run_scan(flyover, settings_for(tmp_path / "direct", direct))
     assert stored(name) == stored(direct)
     assert sorted(event["id"] for event in events) == sorted(row[0] for row in stored(name)[0])
+    # The detector's features too (kept in the folder: the model is not run again).
+    later, now = stored_features(name), stored_features(direct)
+    assert later.keys() == now.keys() and len(later) == len(events)
+    assert all(float(np.dot(later[event_id], now[event_id])) > 0.9999 for event_id in later)
 
 
 def test_store_bad_inputs_are_one_line_each(flyover, tmp_path):

@@ -112,17 +112,18 @@ class Detector:
         per_frame = len(windows)
         detections = []
         for number, (frame_index, time_s, _) in enumerate(frames):
-            boxes, scores, classes, sources = [], [], [], []
             frame_found = found[number * per_frame : (number + 1) * per_frame]
-            for source, (rows, (x0, y0, _, _)) in enumerate(zip(frame_found, windows)):
-                boxes.append(rows[:, :4] + np.array([x0, y0, x0, y0], np.float32))
-                scores.append(rows[:, 4])
-                classes.append(rows[:, 5].astype(np.int64))
-                sources.append(np.full(len(rows), source))
-            merged = (np.concatenate(boxes), np.concatenate(scores), np.concatenate(classes))
+            rows = np.concatenate([_in_frame(rows, x0, y0) for rows, (x0, y0, _, _) in zip(frame_found, windows)])
             if per_frame > 1:
-                merged = merge_across_tiles(*merged, np.concatenate(sources), agnostic=self.settings.agnostic_nms)
-            detections.append(FrameDetections(frame_index, time_s, *merged))
+                sources = np.concatenate([np.full(len(rows), source) for source, rows in enumerate(frame_found)])
+                merged_boxes, *_, kept = merge_across_tiles(
+                    rows[:, :4], rows[:, 4], rows[:, 5].astype(np.int64), sources, agnostic=self.settings.agnostic_nms
+                )  # the merged box's score, class and features are its best's
+                rows = np.concatenate([merged_boxes, rows[kept, 4:]], 1)
+            # The backend's (cvtriage.scan.features), in half precision: a long flight keeps them all.
+            features = rows[:, 6:].astype(np.float16) if rows.shape[1] > 6 else None
+            detections.append(FrameDetections(frame_index, time_s, rows[:, :4], rows[:, 4], rows[:, 5].astype(np.int64),
+                                              features=features))  # fmt: skip
         return detections
 
     def _detect_crop(self, frame_index: int, time_s: float, image: np.ndarray, crop: Crop) -> FrameDetections:
@@ -138,10 +139,18 @@ class Detector:
         )
 
     def _predict(self, images: list[np.ndarray], imgsz: int) -> list[np.ndarray]:
-        """Per image, an (N, 6) float32 array: x1 y1 x2 y2 (image pixels), score, class."""
+        """Per image, an (N, 6 [+ D]) float32 array: x1 y1 x2 y2 (image pixels), score, class [, the
+        box's features where the backend has them: base.DetectorBackend.predict]."""
         chunk = max(len(images), 1) if self.backend.batches else 1
         return [
             rows
             for start in range(0, len(images), chunk)
             for rows in self.backend.predict(images[start : start + chunk], imgsz)
         ]
+
+
+def _in_frame(rows: np.ndarray, x0: int, y0: int) -> np.ndarray:
+    """A tile's rows (base.DetectorBackend.predict) with their boxes moved into the frame's pixels."""
+    moved = rows.copy()
+    moved[:, :4] += np.array([x0, y0, x0, y0], np.float32)
+    return moved

@@ -43,6 +43,7 @@ from cvtriage.scan.dense import (
 )
 from cvtriage.scan.detector import Detector
 from cvtriage.scan.export import backend_identity, model_to_run
+from cvtriage.scan.features import ScanFeatures, scan_features
 from cvtriage.scan.frames import (
     FrameReader,
     FrameSource,
@@ -64,6 +65,10 @@ logger = logging.getLogger(__name__)
 GPU_SCAN_BATCH = 8
 # Sampled frames decoded ahead of the model, at least: decoding overlaps inference.
 PREFETCH_FRAMES = 8
+FEATURES_UNAVAILABLE = (
+    "this model runs without its PyTorch Detect head (an export): no detector features for 'more like this'; "
+    "its events are ranked by their colour look (scan with --no-export for the detector's features)"
+)
 
 
 @dataclass
@@ -79,6 +84,17 @@ class ScanResult:
     # paths of the results folder written.
     teaching: dict[int, TeachingValue] = field(default_factory=dict)
     outputs: dict[str, Path] = field(default_factory=dict)
+    # The detector's features of each event along its track (cvtriage.scan.features); None where
+    # the model gave none (an export).
+    features: ScanFeatures | None = None
+
+
+def _is_ultralytics_model(model) -> bool:
+    """An Ultralytics model (its export, when it has no features); not a stand-in with its interface
+    (a custom detector has no Detect head to promise features from)."""
+    from ultralytics.engine.model import Model
+
+    return isinstance(model, Model)
 
 
 def _bad_ranges(indices: set[int], reason: str) -> list[BadRange]:
@@ -116,6 +132,8 @@ class _Scan:
             self.detector = Detector.for_model(
                 self.model, settings, class_ids, self.device, self.video.width, self.video.height, dense
             )  # fmt: skip
+            if self.detector.backend.features is None and _is_ultralytics_model(self.model):
+                logger.warning(FEATURES_UNAVAILABLE)
         self.batch_size = inference_batch(settings.batch, self.device, DENSE_GPU_BATCH if dense else GPU_SCAN_BATCH)
         self.refine = settings.refine and not dense and not settings.propose
         backend = backend_identity() if self.export else None
@@ -290,6 +308,7 @@ class _Scan:
         return ScanResult(
             self.video, events, detections, self.class_names, Keyframes(self.source, events),
             stats, results_dir(self.settings, self.video.path),
+            features=scan_features(events, self.log.frames),
         )  # fmt: skip
 
 

@@ -31,11 +31,16 @@ def keyframe_name(event: Event, time_s: float) -> str:
 
 def event_box_index(event: Event, frame: FrameDetections | None) -> int | None:
     """Which of the keyframe's detections is the event's own box (the tracker's box may differ slightly)."""
+    return matching_box_index(frame, event.best_box_xyxy, event.class_id)
+
+
+def matching_box_index(frame: FrameDetections | None, box, class_id: int) -> int | None:
+    """Which of the frame's detections of `class_id` is `box` (a track's box), or None."""
     if frame is None:
         return None
     overlaps = [
-        iou_matrix([box], [event.best_box_xyxy])[0, 0] if class_id == event.class_id else 0.0
-        for box, class_id in zip(frame.boxes_xyxy, frame.class_ids)
+        iou_matrix([found], [box])[0, 0] if found_class == class_id else 0.0
+        for found, found_class in zip(frame.boxes_xyxy, frame.class_ids)
     ]
     best = int(np.argmax(overlaps)) if overlaps else None
     return best if best is not None and overlaps[best] >= SAME_BOX_IOU else None

@@ -8,6 +8,7 @@ are written (and stored), the log is marked complete, and a later run starts afr
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -27,8 +28,9 @@ from cvtriage.types import FrameDetections, VideoInfo
 
 # 2: frames hold detections down to detector.WEAK_CONF_SHARE x conf; 3: time_s is the container's
 # presentation time (a log of index / fps times would mix two clocks in one result); 4: a
-# refinement crop's frame carries its region
-LOG_VERSION = 4
+# refinement crop's frame carries its region; 5: the detector's features at each box (float16,
+# base64), so a resumed scan's events get the embeddings of an uninterrupted one
+LOG_VERSION = 5
 # The settings that change which frames are inferred or what the model finds in them: a log
 # written under other values cannot be resumed. (Tracking settings only replay the log.)
 DETECTION_SETTINGS = {
@@ -160,6 +162,16 @@ class DetectionLog:
         self._file.close()
 
 
+def logged_frames(path: Path) -> dict[int, FrameDetections]:
+    """Every inferred frame a log holds (complete or not), read only: frame index -> detections."""
+    frames = {}
+    for line in Path(path).read_bytes().splitlines()[1:]:
+        record = json.loads(line)
+        if "frame" in record:
+            frames[int(record["frame"])] = _frame_from_record(record)
+    return frames
+
+
 def _record_from_frame(frame: FrameDetections) -> dict:
     boxes = [
         [*map(float, box), float(score), int(class_id)]
@@ -168,11 +180,16 @@ def _record_from_frame(frame: FrameDetections) -> dict:
     record = {"frame": frame.frame_index, "time_s": frame.time_s, "boxes": boxes}
     if frame.region is not None:
         record["region"] = list(frame.region)
+    if frame.features is not None and frame.features.size:
+        record["features"] = base64.b64encode(frame.features.astype("<f2").tobytes()).decode("ascii")
     return record
 
 
 def _frame_from_record(record: dict) -> FrameDetections:
     rows = np.asarray(record["boxes"], np.float64).reshape(-1, 6)
+    features = None
+    if "features" in record:
+        features = np.frombuffer(base64.b64decode(record["features"]), "<f2").astype(np.float16).reshape(len(rows), -1)
     return FrameDetections(
         int(record["frame"]),
         float(record["time_s"]),
@@ -180,6 +197,7 @@ def _frame_from_record(record: dict) -> FrameDetections:
         rows[:, 4].astype(np.float32),
         rows[:, 5].astype(np.int64),
         tuple(record["region"]) if "region" in record else None,
+        features,
     )
 
 

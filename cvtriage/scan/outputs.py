@@ -25,16 +25,19 @@ from cvtriage import __version__
 from cvtriage.config import ScanConfig
 from cvtriage.errors import CvtriageError
 from cvtriage.files import replace_dir
+from cvtriage.scan.features import ScanFeatures
 from cvtriage.scan.frames import source_identity
 from cvtriage.scan.keyframes import write_keyframes
 from cvtriage.scan.priority import TeachingValue
 from cvtriage.scan.results import (
     CLEAN_KEYFRAMES_DIR,
     DETECTIONS_CSV,
+    EVENT_FEATURES_NPY,
     EVENTS_CSV,
     EVENTS_JSON,
     KEYFRAMES_DIR,
     TIMELINE_PNG,
+    TRACK_RESIDUALS_NPY,
 )
 from cvtriage.scan.timeline import best_time_s, format_timecode, write_timeline
 from cvtriage.telemetry.objects import OBJECTS_CSV, OBJECTS_JSON
@@ -72,11 +75,13 @@ def write_scan_outputs(
     keyframes: Mapping[int, np.ndarray],
     stats: dict,
     teaching: dict[int, TeachingValue],
+    features: ScanFeatures | None = None,
 ) -> dict[str, Path]:
     """Write a scan's results folder.
 
     `keyframes` maps each event id to the BGR image of that event's best frame, `teaching` to its
-    review priority (cvtriage.scan.priority). `stats` holds frames_total, frames_inferred,
+    review priority (cvtriage.scan.priority); `features` (the detector's, cvtriage.scan.features)
+    go to event_features.npy and track_residuals.npy. `stats` holds frames_total, frames_inferred,
     wall_time_s and bad_ranges ((first, last) frame ranges that failed to decode). Returns the
     paths written, by name: out_dir, events_json, events_csv, detections_csv, timeline, keyframes
     (and map, where the events have positions).
@@ -113,6 +118,9 @@ def write_scan_outputs(
         write_csv(staging / EVENTS_CSV, EVENT_COLUMNS, (_event_csv_row(row) for row in rows))
         write_csv(staging / DETECTIONS_CSV, DETECTION_COLUMNS, _detection_rows(detections, class_names))
         write_timeline(staging / TIMELINE_PNG, video, events, detections_by_frame, stats.get("bad_ranges", []))
+        if features is not None:
+            np.save(staging / EVENT_FEATURES_NPY, features.means)
+            np.save(staging / TRACK_RESIDUALS_NPY, features.residuals)
         replace_dir(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -80,7 +80,7 @@ def write_results(result: ScanResult, settings: ScanConfig) -> None:
     try:
         result.outputs = write_scan_outputs(
             result.out_dir, result.video, settings, result.events, result.detections,
-            result.class_names, result.keyframes, result.stats, result.teaching,
+            result.class_names, result.keyframes, result.stats, result.teaching, result.features,
         )  # fmt: skip
     finally:
         result.keyframes.close()

@@ -22,6 +22,11 @@ DETECTIONS_CSV = "detections.csv"
 TIMELINE_PNG = "timeline.png"
 KEYFRAMES_DIR = "keyframes"
 CLEAN_KEYFRAMES_DIR = "keyframes/clean"  # the same frames without boxes, for the FiftyOne App
+# The detector's features of each event (cvtriage.scan.features): one row per event of events.json,
+# in its order; absent when the model gave none (an export).
+EVENT_FEATURES_NPY = "event_features.npy"
+# How those features vary along each event's track (cvtriage.scan.features.ScanFeatures.residuals).
+TRACK_RESIDUALS_NPY = "track_residuals.npy"
 
 
 @dataclass(frozen=True)

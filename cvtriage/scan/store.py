@@ -19,6 +19,7 @@ from cvtriage.scan.keyframes import event_box_index, keyframe_name
 from cvtriage.scan.looks import index_looks, look_embedding
 from cvtriage.scan.priority import REVIEW_QUEUE_VIEW, TeachingValue
 from cvtriage.scan.results import CLEAN_KEYFRAMES_DIR, EVENTS_JSON
+from cvtriage.scan.similar import FEATURES_FIELD, index_features, read_event_features
 from cvtriage.scan.timeline import best_time_s, format_timecode
 from cvtriage.telemetry.placement import sample_locations
 from cvtriage.types import Event, FrameDetections, VideoInfo
@@ -81,6 +82,7 @@ def store_scan_in_fiftyone(
     dataset.persistent = True
     source_video = str(Path(video.path).resolve())
 
+    features = read_event_features(results_folder)  # the detector's, per event (cvtriage.scan.similar)
     samples = []
     for event in events:
         filepath = Path(keyframe_paths[event.event_id]).resolve()
@@ -115,6 +117,7 @@ def store_scan_in_fiftyone(
                 fragment=teaching[event.event_id].fragment,
                 views=teaching[event.event_id].views,
                 look_embedding=look_embedding(keyframe, event.best_box_xyxy) if keyframe is not None else None,
+                **{FEATURES_FIELD: features.get(event.event_id)},
                 **({"cues": list(event.cues)} if event.cues else {}),  # a proposal's (cvtriage.scan.proposals)
             )
         )
@@ -135,6 +138,7 @@ def store_scan_in_fiftyone(
         dataset.add_samples(samples, progress=False)
     dataset.delete_samples(previous_ids)
     index_looks(dataset)
+    index_features(dataset)
     dataset.save_view(
         FLAGGED_VIEW,
         dataset.match_tags(FLAGGED_TAG).sort_by("peak_confidence", reverse=True),

@@ -90,15 +90,15 @@ def merge_across_tiles(
     sources: np.ndarray,
     threshold: float = MERGE_IOS,
     agnostic: bool = False,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Greedy non-maximum merging: the best box absorbs same-class (`agnostic`: any-class) boxes
     from OTHER tiles whose intersection over the smaller box exceeds `threshold` (boxes within one
     tile were already separated by the model's NMS); the merged box is their union, its score and
-    class the best's."""
+    class the best's. The fourth array: which input box each merged one's best is (its index)."""
     order = np.argsort(-scores, kind="stable")
     boxes, scores, class_ids, sources = boxes[order], scores[order], class_ids[order], sources[order]
     absorbed = np.zeros(len(boxes), bool)
-    kept_boxes, kept_scores, kept_classes = [], [], []
+    kept_boxes, kept_scores, kept_classes, kept = [], [], [], []
     for i in range(len(boxes)):
         if absorbed[i]:
             continue
@@ -114,6 +114,10 @@ def merge_across_tiles(
         kept_boxes.append(merged)
         kept_scores.append(scores[i])
         kept_classes.append(class_ids[i])
+        kept.append(order[i])
     if not kept_boxes:
-        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
-    return np.asarray(kept_boxes, np.float32), np.asarray(kept_scores, np.float32), np.asarray(kept_classes, np.int64)
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return (
+        np.asarray(kept_boxes, np.float32), np.asarray(kept_scores, np.float32), np.asarray(kept_classes, np.int64),
+        np.asarray(kept, np.int64),
+    )  # fmt: skip

@@ -12,8 +12,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from cvtriage.scan.features import BoxFeatureTap
 
 
 @dataclass(frozen=True)
@@ -41,8 +45,22 @@ class DetectorBackend(ABC):
     any_size: bool
     fixed_size: int | None
     batches: bool
+    # The hooks that give each kept box the detector's own features (cvtriage.scan.features);
+    # None where the model has no PyTorch Detect head to hook (an OpenVINO export).
+    features: "BoxFeatureTap | None" = None
 
     @abstractmethod
     def predict(self, images: list[np.ndarray], imgsz: int) -> list[np.ndarray]:
         """Per image (BGR uint8, of any size), its boxes as an (N, 6) float32 array: x1 y1 x2 y2
-        in the image's pixels, score, class id."""
+        in the image's pixels, score, class id; with `features`, (N, 6 + D): each box's features
+        follow (see `with_features`)."""
+
+    def with_features(self, images: list[np.ndarray], boxes: list) -> list[np.ndarray]:
+        """`boxes` (per image, (N, 6) rows from the model call just made, `features.start()` before
+        it) with each box's features appended, or as they are without a tap."""
+        rows = [np.asarray(found, np.float32).reshape(-1, 6) for found in boxes]
+        if self.features is None:
+            return rows
+        features = self.features.take([found[:, :4] for found in rows], [image.shape[:2] for image in images])
+        # Rounded to half precision, as the detection log keeps them: a resumed scan's are the same.
+        return [np.concatenate([found, vectors.astype(np.float16)], 1) for found, vectors in zip(rows, features)]

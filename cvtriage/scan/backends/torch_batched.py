@@ -84,6 +84,9 @@ class TorchBatchedBackend(DetectorBackend):
         self.thresholds = thresholds
         self.stride = int(self.model.stride)
         self._staging = None  # pinned host memory that batches are copied to the GPU from, reused
+        from cvtriage.scan.features import BoxFeatureTap
+
+        self.features = BoxFeatureTap.for_module(self.model)
 
     def predict(self, images: list[np.ndarray], imgsz: int) -> list[np.ndarray]:
         by_shape: dict[tuple[int, ...], list[int]] = {}
@@ -104,6 +107,8 @@ class TorchBatchedBackend(DetectorBackend):
         dtype = torch.float16 if self.model.fp16 else torch.float32
         with torch.inference_mode():
             batch = letterbox_on_device(self._to_device(images), geometry, dtype)
+            if self.features is not None:
+                self.features.start()
             output = self.model(batch)
             output = output[0] if isinstance(output, (list, tuple)) else output
             limits = self.thresholds
@@ -113,9 +118,9 @@ class TorchBatchedBackend(DetectorBackend):
             )  # fmt: skip
             for boxes in kept:
                 boxes[:, :4] = ops.scale_boxes(batch.shape[2:], boxes[:, :4], (height, width))
-            rows = torch.cat(kept).cpu().numpy()  # one copy back for the whole batch
-        ends = np.cumsum([len(boxes) for boxes in kept])[:-1]
-        return [part.astype(np.float32, copy=False) for part in np.split(rows, ends)]
+            rows = torch.cat(kept).float().cpu().numpy()  # one copy back for the whole batch
+            ends = np.cumsum([len(boxes) for boxes in kept])[:-1]
+            return self.with_features(images, np.split(rows, ends))
 
     def _to_device(self, images: list[np.ndarray]):
         """The images as one uint8 (N, H, W, 3) tensor on the model's device: on CUDA copied from

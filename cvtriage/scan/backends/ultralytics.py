@@ -48,11 +48,18 @@ class UltralyticsBackend(DetectorBackend):
         self.any_size = accepts_any_input_size(model)
         self.fixed_size = exported_input_size(model)
         self.batches = batches
+        predictor = getattr(model, "predictor", None)
+        if runs_pytorch(model) and predictor is not None:
+            from cvtriage.scan.features import BoxFeatureTap
+
+            self.features = BoxFeatureTap.for_module(predictor.model)
 
     def predict(self, images: list[np.ndarray], imgsz: int) -> list[np.ndarray]:
         limits = self.thresholds
+        if self.features is not None:
+            self.features.start()
         results = self.model.predict(
             images, imgsz=imgsz, conf=limits.conf, iou=limits.iou, max_det=limits.max_det, agnostic_nms=limits.agnostic,
             classes=limits.classes, device=self.device, verbose=False,
         )  # fmt: skip
-        return [result.boxes.data.cpu().numpy().astype(np.float32, copy=False) for result in results]
+        return self.with_features(images, [result.boxes.data.cpu().numpy() for result in results])

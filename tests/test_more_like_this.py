@@ -1,0 +1,119 @@
+"""Find more like this: the detector's own features at each event's box, the same from both scan
+strategies' backends, stored on the samples and ranked across videos by `more_like_this`."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+
+import numpy as np
+import pytest
+
+from cvtriage.config import load_scan_config
+from cvtriage.errors import CvtriageError
+from cvtriage.models import resolve_device
+from cvtriage.paths import DEMO_WEIGHTS
+from cvtriage.scan.detector import Detector
+from cvtriage.scan.export import model_to_run
+from cvtriage.scan.frames import FrameSource, probe_source
+from cvtriage.scan.pipeline import run_scan
+from cvtriage.scan.results import EVENT_FEATURES_NPY, TRACK_RESIDUALS_NPY
+from cvtriage.scan.similar import FEATURES_FIELD, more_like_this, read_event_features, within_track_whitening
+from cvtriage.synth.video import FlyoverSpec, generate_video
+
+
+@pytest.fixture(scope="module")
+def flyover(tmp_path_factory):
+    video = tmp_path_factory.mktemp("alike") / "alike.mp4"
+    generate_video(video, FlyoverSpec(seconds=8, width=640, height=360, seed=3))
+    return video
+
+
+@pytest.fixture(scope="module")
+def twin_scans(flyover, tmp_path_factory):
+    """The flyover and a copy of it under another name, scanned into one dataset: two videos
+    whose events are the same objects."""
+    import fiftyone as fo
+
+    folder = tmp_path_factory.mktemp("twins")
+    twin = shutil.copyfile(flyover, folder / "twin.mp4")
+    settings = load_scan_config(out=str(folder / "runs"), device="cpu", weights=str(DEMO_WEIGHTS))
+    settings.dataset = f"alike-{uuid.uuid4().hex[:8]}"
+    for video in (flyover, twin):
+        run_scan(video, settings)
+    return fo.load_dataset(settings.dataset), folder / "runs"
+
+
+def test_each_event_ranks_its_twin_in_the_other_video_first(twin_scans, flyover):
+    dataset, _ = twin_scans
+    source = str(flyover.resolve())
+    originals = dataset.match({"source_video": source})
+    assert len(originals) >= 3 and len(dataset) == 2 * len(originals)
+    assert all(vector is not None for vector in dataset.values(FEATURES_FIELD))
+    for sample in originals:
+        ranked = more_like_this(dataset, sample, k=3)
+        assert len(ranked) == 3 and sample.id not in ranked.values("id")
+        best = ranked.first()
+        assert (best.source_video, best.event_id) != (source, sample.event_id)
+        assert best.event_id == sample.event_id  # the same object, in the other video
+        cosine = float(np.dot(sample[FEATURES_FIELD], best[FEATURES_FIELD]))
+        assert cosine > 0.9999  # the same frames give the same features
+
+
+def test_decided_events_leave_the_ranking(twin_scans):
+    dataset, _ = twin_scans
+    query, decided = dataset.take(2, seed=1)
+    decided.tags.append("confirmed")
+    decided.save()
+    try:
+        ranked = more_like_this(dataset, query.id, k=len(dataset))
+        assert len(ranked) == len(dataset) - 2 and decided.id not in ranked.values("id")
+    finally:
+        decided.tags.remove("confirmed")
+        decided.save()
+
+
+def test_bad_input_is_one_line(twin_scans, tmp_path):
+    dataset, runs = twin_scans
+    for event in ("not-an-id", "0123456789abcdef01234567"):
+        with pytest.raises(CvtriageError) as raised:
+            more_like_this(dataset, event)
+        assert "\n" not in str(raised.value) and event in str(raised.value)
+    folder = shutil.copytree(runs / "twin", tmp_path / "twin")
+    assert np.load(folder / TRACK_RESIDUALS_NPY).shape[1] == 240  # what the index is whitened by
+    np.save(folder / EVENT_FEATURES_NPY, np.zeros((1, 3), np.float32))  # another scan's rows
+    with pytest.raises(CvtriageError, match=f"^{folder / EVENT_FEATURES_NPY}: 1 rows for .* events") as raised:
+        read_event_features(folder)
+    assert "\n" not in str(raised.value)
+    (folder / TRACK_RESIDUALS_NPY).write_bytes(b"not an array")
+    with pytest.raises(CvtriageError, match=f"^{folder / TRACK_RESIDUALS_NPY}: cannot read it") as raised:
+        within_track_whitening([folder])
+    assert "\n" not in str(raised.value)
+
+
+def test_both_strategies_backends_give_each_box_its_own_features(flyover):
+    """The refine strategy's backend (Ultralytics' predict) and the dense one's (batches letterboxed
+    on the device) hook the same head: the same boxes get the same features (to the grey level
+    their letterboxes may differ by), and each box's are its own, not its neighbour's."""
+    settings = load_scan_config(device="cpu", weights=str(DEMO_WEIGHTS), export="off")
+    device = resolve_device("cpu")
+    model, _ = model_to_run(settings, device)
+    info = probe_source(flyover)
+    reader = FrameSource(info).reader()
+    frames = [(index, info.time_of(index), reader.read(index)) for index in (60, 61, 120, 121)]
+    reader.close()
+    found = {
+        dense: Detector.for_model(model, settings, None, device, info.width, info.height, dense).detect(frames)
+        for dense in (False, True)
+    }
+    boxes_seen = 0
+    for refine, dense in zip(found[False], found[True]):
+        assert refine.features is not None and dense.features is not None
+        assert refine.features.shape == (len(refine), 240) and len(refine) == len(dense)
+        np.testing.assert_allclose(refine.boxes_xyxy, dense.boxes_xyxy, atol=2.0)
+        similarity = refine.features.astype(np.float32) @ dense.features.astype(np.float32).T
+        assert (np.diag(similarity) > 0.99).all()
+        # Its own box is the closest of the frame's, wherever there are several.
+        assert (similarity.argmax(1) == np.arange(len(refine))).all()
+        boxes_seen += len(refine)
+    assert boxes_seen >= 4
