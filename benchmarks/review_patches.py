@@ -13,8 +13,8 @@ box inside the patch over the patch's area (target: >= 25%). Measured on
 Each clip's results folder is also stored again the way `cvtriage store` does (store_results_folder),
 into a second dataset, whose queue must hold the same patches.
 
-It runs on a FiftyOne database of its own (a temporary folder and database name), so neither an
-open App nor another command's database is touched, nor can either take it away mid-run.
+It runs on a MongoDB of its own (FiftyOne's mongod, in a temporary folder, on a free port), so
+neither an open App nor another command's database is touched, nor can either take it away mid-run.
 
     python benchmarks/review_patches.py [--shared-data DIR]
 """
@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import importlib.util
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -33,11 +35,27 @@ import time
 from pathlib import Path
 
 WORK = Path(tempfile.mkdtemp(prefix="cvtriage-review-patches-"))
-# Registered before FiftyOne is imported, so it runs after FiftyOne has stopped its database.
 atexit.register(shutil.rmtree, WORK, ignore_errors=True)
-# Before FiftyOne is imported: it reads its database settings then.
-os.environ["FIFTYONE_DATABASE_DIR"] = str(WORK / "fiftyone-db")
-os.environ["FIFTYONE_DATABASE_NAME"] = WORK.name
+
+
+def start_own_database() -> None:
+    """A mongod of this run's own (FiftyOne's binary), on a free port, stopped at exit. FiftyOne's
+    local service would join a mongod already running for this user (a test session's, an App's),
+    and that one can go away mid-run when its owner ends."""
+    mongod = Path(importlib.util.find_spec("fiftyone").origin).parent / "db" / "bin" / "mongod"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (WORK / "db").mkdir()
+    server = subprocess.Popen([str(mongod), "--dbpath", str(WORK / "db"), "--port", str(port), "--bind_ip", "127.0.0.1",
+                               "--nounixsocket", "--logpath", str(WORK / "mongod.log")])  # fmt: skip
+    atexit.register(lambda: (server.terminate(), server.wait(timeout=60)))  # runs before the rmtree above
+    # Before FiftyOne is imported: it reads its database settings then.
+    os.environ["FIFTYONE_DATABASE_URI"] = f"mongodb://127.0.0.1:{port}"
+    os.environ["FIFTYONE_DATABASE_NAME"] = WORK.name
+
+
+start_own_database()
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
 from cvtriage.cli import prepare_environment  # noqa: E402
@@ -117,7 +135,7 @@ def main() -> None:
     finally:
         from fiftyone.core.odm.database import drop_database
 
-        drop_database()
+        drop_database()  # its mongod and folder go at exit
 
 
 if __name__ == "__main__":

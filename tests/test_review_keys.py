@@ -24,6 +24,7 @@ from cvtriage.scan.priority import REVIEW_QUEUE_VIEW
 SQUARES = [Square(0 if index < 16 else 1, 0, 59, 12 + 52 * (index % 6), 10 + 46 * (index // 6)) for index in range(24)]
 DECISIONS = 20
 ACTIONS_PER_EVENT = 1.2
+KNOWN = ["red square", "green square"]
 
 
 @pytest.fixture
@@ -114,6 +115,7 @@ def test_twenty_events_decided_with_keys_are_what_harvest_reads(square_scan, tmp
                 turn = 0
                 while events - remaining < DECISIONS:
                     event_id, class_name = head()
+                    head_before_last = event_id
                     kind = turn % 3
                     if kind == 0:
                         browser.key("c")
@@ -136,6 +138,24 @@ def test_twenty_events_decided_with_keys_are_what_harvest_reads(square_scan, tmp
                     turn += 1
                     remaining -= 1
                     browser.wait_for_queue(remaining)
+                actions = browser.actions
+                dataset.reload()
+                read = {d.event_id: (d.verdict, d.class_name) for d in read_decisions(dataset, known_classes=KNOWN)}
+                assert read == expected and len(read) == DECISIONS
+
+                # A typo of a known class is refused in one line in the App, and nothing is written.
+                page.keyboard.press("r")
+                field = page.get_by_placeholder("Type or select a value")
+                page.wait_for_function("() => document.querySelector('input[placeholder=\"Type or select a value\"]')?.value === 'blue square'", timeout=60_000)
+                field.click()
+                page.keyboard.press("Control+a")
+                page.keyboard.type("red sqare")
+                page.keyboard.press("Enter")
+                page.get_by_text("looks like a typo of 'red square' (if it is a new class, tick 'new class')").wait_for(timeout=60_000)
+                assert browser.queue_length() == remaining
+                # `u` takes back the last decision: its event is in the queue again, undecided.
+                page.keyboard.press("u")
+                browser.wait_for_queue(remaining + 1)
             finally:
                 for open_page in context.pages:  # what the reviewer saw last, for a failure's report
                     open_page.screenshot(path=str(tmp_path / "last-seen.png"))
@@ -148,11 +168,12 @@ def test_twenty_events_decided_with_keys_are_what_harvest_reads(square_scan, tmp
             process.kill()
             process.wait()
 
-    decided = events - remaining
-    read = {d.event_id: (d.verdict, d.class_name) for d in read_decisions(dataset, known_classes=["red square", "green square"])}
-    assert read == expected and len(read) == decided == DECISIONS
+    undone = head_before_last
+    dataset.reload()
+    after_undo = {d.event_id: (d.verdict, d.class_name) for d in read_decisions(dataset, known_classes=KNOWN)}
+    assert after_undo == {event_id: verdict for event_id, verdict in expected.items() if event_id != undone}
     assert {verdict for verdict, _ in read.values()} == {"confirmed", "not-object", "wrong-class"}
-    per_event = browser.actions / decided
-    print(f"\n{decided} events decided with {browser.actions} browser actions (clicks + key presses): "
+    per_event = actions / DECISIONS
+    print(f"\n{DECISIONS} events decided with {actions} browser actions (clicks + key presses): "
           f"{per_event:.2f} per event (target <= {ACTIONS_PER_EVENT}: {'met' if per_event <= ACTIONS_PER_EVENT else 'not met'})")  # fmt: skip
     assert per_event <= ACTIONS_PER_EVENT
