@@ -33,6 +33,7 @@ from cvtriage.scan.store import save_review_queues
 
 # dataset.info key: the plugin's decisions, newest last ({"tag": ..., "sample_ids": [...]}).
 DECISION_LOG = "cvtriage_app_decisions"
+DECISIONS_KEPT = 1000  # undo reaches back this far
 SAY_NEW_IN_APP = "tick 'new class'"
 
 
@@ -116,9 +117,6 @@ def apply_decision(dataset, sample_ids: list[str], tag: str) -> AppDecision:
     without_patch = events.exists(EVENT_PATCH_FIELD, False)
     if len(without_patch):
         raise CvtriageError(f"{_names(without_patch)} has no patch (scanned by an older cvtriage): store it again with cvtriage store")
-    decided = events.match(~undecided_filter())
-    if len(decided):
-        raise CvtriageError(f"{_names(decided)} is already decided: undo that decision first")
     if verdict[0] == CONFIRMED:
         confirms = [Decision(video, event_id, CONFIRMED, class_name, f"event {event_id} of {Path(video).name}")
                     for video, event_id, class_name in zip(*events.values(["source_video", "event_id", "class_name"]))]  # fmt: skip
@@ -129,9 +127,13 @@ def apply_decision(dataset, sample_ids: list[str], tag: str) -> AppDecision:
     # Logged after the tags are on: a failure in between leaves a decision that cannot be undone
     # with a key, never a logged one that was not made.
     with dataset_write_lock(dataset.name):
+        decided = events.match(~undecided_filter())  # under the lease: another reviewer's key counts
+        if len(decided):
+            raise CvtriageError(f"{_names(decided)} is already decided: undo that decision first")
         events.tag_labels(tag, label_fields=EVENT_PATCH_FIELD)
         dataset.reload()
-        dataset.info[DECISION_LOG] = [*dataset.info.get(DECISION_LOG, []), {"tag": tag, "sample_ids": ids}]
+        log = [*dataset.info.get(DECISION_LOG, []), {"tag": tag, "sample_ids": ids}]
+        dataset.info[DECISION_LOG] = log[-DECISIONS_KEPT:]
         dataset.save()
         save_review_queues(dataset)
     return AppDecision(tag, ids)

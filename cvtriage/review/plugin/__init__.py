@@ -11,6 +11,7 @@ import fiftyone.operators.types as types
 
 from cvtriage.decision_tags import CONFIRMED, NOT_OBJECT, WRONG_CLASS
 from cvtriage.errors import CvtriageError
+from cvtriage.scan.looks import LOOK_FIELD
 from cvtriage.review.app_decisions import (
     AppDecision,
     apply_decision,
@@ -106,7 +107,7 @@ class AllLikeThis(foo.Operator):
         except CvtriageError as error:
             inputs.view("problem", types.Error(label=str(error)))
             return types.Property(inputs)
-        look = ctx.dataset[reference]["look"]
+        look = ctx.dataset[reference][LOOK_FIELD]
         inputs.view("count", types.Notice(label=f"Applies to {len(alike)} undecided events of look {look}"))
         verdicts = types.RadioGroup()
         for value, label in VERDICT_CHOICES.items():
