@@ -1,4 +1,5 @@
-"""The reviewers' decision vocabulary: tags on an event's sample (or its own box) in FiftyOne.
+"""The reviewers' decision vocabulary: tags on an event's sample, its own box or its patch (the
+review queue's, `event_patch`) in FiftyOne.
 
 - `confirmed`: the right object, the right class;
 - `class:<name>`: an object, but a <name> (a class the model does not know yet starts this way);
@@ -45,12 +46,21 @@ def decision_of_tag(tag: str) -> tuple[str, str | None] | None:
     return None
 
 
+# The event's patch: its own box with some ground around it, what the review queue shows
+# (cvtriage.scan.store). A tag on it in the queue is a decision.
+EVENT_PATCH_FIELD = "event_patch"
+# Label fields whose labels carry decisions: the keyframe's boxes and the event's patch.
+DECIDED_LABEL_FIELDS = ("detections", EVENT_PATCH_FIELD)
+
+
 def undecided_filter():
-    """A FiftyOne expression true for event samples with no decision tag on the sample or its boxes."""
+    """A FiftyOne expression true for event samples with no decision tag on the sample, its boxes or its patch."""
     from fiftyone import ViewField as F
 
     def has_decision(tags):
         return tags.filter((F() == CONFIRMED) | (F() == NOT_OBJECT) | F().starts_with(CLASS_PREFIX)).length() > 0
 
-    boxes_decided = F("detections.detections").filter(has_decision(F("tags"))).length() > 0
-    return ~has_decision(F("tags")) & ~boxes_decided
+    undecided = ~has_decision(F("tags"))
+    for field in DECIDED_LABEL_FIELDS:  # a sample without the field (an older scan) has no tags there
+        undecided &= ~(F(f"{field}.detections").filter(has_decision(F("tags"))).length() > 0)
+    return undecided

@@ -9,6 +9,8 @@ CONFIG_DIR = PACKAGE_DIR / "config"
 # the source tree). `--weights demo` and `weights: demo` name it.
 DEMO_WEIGHTS = PACKAGE_DIR / "weights" / "cvtriage-everyday-yolov8n.pt"
 DEMO_WEIGHTS_NAME = "demo"
+# The review plugin for the FiftyOne App (decide with a key), which `cvtriage app` registers.
+REVIEW_PLUGIN_DIR = PACKAGE_DIR / "review" / "plugin"
 # Until 0.2 the defaults were edited in the source checkout's configs/ folder, beside the package:
 # a checkout's copies there are still read for one release (cvtriage.config). None outside a
 # checkout (a wheel install sits in site-packages, where a configs/ folder is someone else's).

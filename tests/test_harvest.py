@@ -23,6 +23,7 @@ from cvtriage.review.decisions import DecisionProblems, read_decisions
 from cvtriage.review.harvest import harvest
 from cvtriage.scan.pipeline import run_scan
 from cvtriage.scan.priority import REVIEW_QUEUE_VIEW
+from cvtriage.scan.store import review_queue
 from cvtriage.tracks import partial_views, thin_track
 from cvtriage.types import Event, TrackPoint
 
@@ -139,7 +140,7 @@ def test_review_queue_holds_undecided_events_by_teaching_value(scanned, scan_dat
     priorities = queue.values("review_priority")
     assert len(queue) == 4 and priorities == sorted(priorities, reverse=True)
     tag(scan_dataset, scanned[3]["A"], "confirmed")
-    assert scanned[3]["A"].event_id not in scan_dataset.load_saved_view(REVIEW_QUEUE_VIEW).values("event_id")
+    assert scanned[3]["A"].event_id not in review_queue(scan_dataset).values("event_id")
     events_json = json.loads((scanned[1] / "events.json").read_text())
     assert all(0 <= record["review_priority"] <= 1 and record["track"] for record in events_json["events"])
 

@@ -51,11 +51,13 @@ def wheel(tmp_path_factory) -> Path:
     return built
 
 
-def test_the_wheel_holds_the_settings_and_the_demo_model(wheel):
+def test_the_wheel_holds_the_settings_the_demo_model_and_the_review_plugin(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     shipped = {f"cvtriage/config/{path.name}" for path in CONFIG_DIR.glob("*.yaml")}
     assert shipped and shipped <= names
     assert f"cvtriage/weights/{DEMO_WEIGHTS.name}" in names
+    # The App's review plugin: `cvtriage app` points FiftyOne at this folder of the installed package.
+    assert {f"cvtriage/review/plugin/{name}" for name in ("fiftyone.yml", "__init__.py", "keys.js")} <= names
 
 
 def install(wheel: Path, where: Path) -> dict[str, Path]:

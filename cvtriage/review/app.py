@@ -10,16 +10,21 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
+import os
 import signal
 import socket
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import fiftyone as fo
 import fiftyone.core.service as fos
 
 from cvtriage.errors import CvtriageError
+from cvtriage.paths import REVIEW_PLUGIN_DIR
+from cvtriage.review.app_decisions import refresh_review_queues
+from cvtriage.scan.priority import REVIEW_QUEUE_VIEW
 
 DEFAULT_PORT = 5151
 LOOPBACK = "127.0.0.1"
@@ -69,6 +74,20 @@ def load_review_dataset(name: str | None = None) -> fo.Dataset:
 
 # ---------------------------------------------------------------------------------------------
 # The App
+
+
+def register_review_plugin() -> None:
+    """Point FiftyOne at the review plugin shipped in the package (decide with a key), for this
+    process and the App server it starts (which reads its settings from the environment). FiftyOne
+    takes one plugins folder: one of the user's holding plugins is replaced, with a warning."""
+    folder = str(REVIEW_PLUGIN_DIR)
+    own = fo.config.plugins_dir
+    if own and os.path.realpath(own) != os.path.realpath(folder) and any(Path(own).rglob("fiftyone.y*ml")):
+        logging.getLogger("cvtriage").warning(
+            "the App uses cvtriage's review plugin folder, not your plugins folder %s, while cvtriage app runs", own
+        )
+    os.environ["FIFTYONE_PLUGINS_DIR"] = folder
+    fo.config.plugins_dir = folder
 
 
 @dataclass
@@ -143,13 +162,15 @@ def launch_review_app(
     Returns once the server listens; the caller keeps the process alive and calls close().
     """
     saved_views = dataset.list_saved_views()
-    view = None
-    if view_name is not None:
-        if view_name not in saved_views:
-            known = ", ".join(saved_views) if saved_views else "none"
-            raise CvtriageError(f"dataset '{dataset.name}' has no saved view '{view_name}' (saved views: {known})")
-        view = dataset.load_saved_view(view_name)
+    if view_name is not None and view_name not in saved_views:
+        known = ", ".join(saved_views) if saved_views else "none"
+        raise CvtriageError(f"dataset '{dataset.name}' has no saved view '{view_name}' (saved views: {known})")
     check_port_free(address, port)
+    if REVIEW_QUEUE_VIEW in saved_views:
+        # Decisions tagged with the App's tag menu since the queue was last made leave it now.
+        refresh_review_queues(dataset)
+    view = dataset.load_saved_view(view_name) if view_name is not None else None
+    register_review_plugin()
     try:
         with _quiet_session_logs():
             # remote=True: serve only; a server has no browser to open (the CLI prints the URL).

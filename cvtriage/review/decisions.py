@@ -1,6 +1,7 @@
 """Reviewers' decisions on scan events, read back from the FiftyOne App's tags and from CSV.
 
-The vocabulary (tags on an event's sample, or on its own box, the one tagged `event`):
+The vocabulary (tags on an event's sample, on its own box, the one tagged `event`, or on its patch
+in the review queue, `event_patch`):
 - `confirmed`: the right object, the right class;
 - `class:<name>`: an object, but a <name> (a class the model does not know yet starts this way);
 - `not-object`: nothing worth a box (it becomes a hard negative).
@@ -22,6 +23,7 @@ from pathlib import Path
 from cvtriage.decision_tags import (
     CLASS_PREFIX,
     CONFIRMED,
+    EVENT_PATCH_FIELD,
     NOT_OBJECT,
     PROPOSAL_CLASS,
     SCAN_TAGS,
@@ -100,15 +102,18 @@ def events_of_dataset(dataset) -> dict[tuple[str, int], ScanEvent]:
 
 
 def decisions_from_tags(dataset, ignore_tags: set[str]) -> tuple[list[Decision], list[str]]:
-    """Decisions tagged in the App: on an event's sample or on its own box. Returns (decisions, problems)."""
+    """Decisions tagged in the App: on an event's sample, its own box or its patch. Returns (decisions, problems)."""
     decisions: list[Decision] = []
     problems: list[str] = []
     fields = ["source_video", "event_id", "tags", "detections.detections.tags", "detections.detections.event_id", "filepath"]
-    for video, event_id, sample_tags, box_tags, box_events, filepath in zip(*dataset.values(fields)):
+    has_patches = EVENT_PATCH_FIELD in dataset.get_field_schema()
+    patch_tags = dataset.values(f"{EVENT_PATCH_FIELD}.detections.tags") if has_patches else [None] * len(dataset)
+    for (video, event_id, sample_tags, box_tags, box_events, filepath), patches in zip(zip(*dataset.values(fields)), patch_tags):
         if video is None or event_id is None:
             continue
         name = f"event {event_id} of {Path(video).name} ({Path(filepath).name})"
         tagged = [(tag, f"App tag '{tag}' on the sample of {name}") for tag in sample_tags or []]
+        tagged += [(tag, f"App tag '{tag}' on the patch of {name}") for tags in patches or [] for tag in tags or []]
         for tags, owner in zip(box_tags or [], box_events or []):
             for tag in tags or []:
                 if owner == event_id:
@@ -186,9 +191,12 @@ def _video_of_row(named: str, videos: list[str]) -> tuple[str | None, str | None
     return None, f"video '{named}' is {'ambiguous' if matches else 'not in the dataset'} ({', '.join(Path(v).name for v in videos)})"
 
 
-def check_classes(decisions: list[Decision], known: list[str], new_classes: set[str]) -> list[str]:
+def check_classes(
+    decisions: list[Decision], known: list[str], new_classes: set[str], say_new: str = "pass --new-class '{name}'"
+) -> list[str]:
     """Problems with the classes decisions name: a near miss of a known class is a typo unless the
-    reviewer said it is new (`new_classes`); two new names alike are one class spelt two ways."""
+    reviewer said it is new (`new_classes`); two new names alike are one class spelt two ways.
+    `say_new`: how the reviewer says a name is new, where they decide (the CLI's flag by default)."""
     problems = []
     accepted = set(known) | set(new_classes)
     new_names: dict[str, Decision] = {}
@@ -199,7 +207,7 @@ def check_classes(decisions: list[Decision], known: list[str], new_classes: set[
         near = _near_miss(name, sorted(accepted) + [n for n in new_names if n != name])
         if near is not None:
             problems.append(f"{decision.where}: class '{name}' looks like a typo of '{near}' "
-                            f"(if it is a new class, pass --new-class '{name}')")  # fmt: skip
+                            f"(if it is a new class, {say_new.format(name=name)})")  # fmt: skip
         else:
             new_names.setdefault(name, decision)
     return problems
@@ -235,11 +243,7 @@ def read_decisions(
         decisions += from_csv
         problems += csv_problems
     decisions = [_normalised(decision, events) for decision in decisions]
-    problems += [
-        f"{decision.where}: confirms a proposal (class '{PROPOSAL_CLASS}'), which teaches no class: say what "
-        f"it is with {CLASS_PREFIX}<name>, or {NOT_OBJECT}"
-        for decision in decisions if decision.verdict == CONFIRMED and decision.class_name == PROPOSAL_CLASS
-    ]  # fmt: skip
+    problems += proposals_confirmed(decisions)
     problems += check_classes(decisions, list(known_classes), set(new_classes))
     chosen: dict[tuple[str, int], Decision] = {}
     for decision in decisions:
@@ -252,6 +256,15 @@ def read_decisions(
     if problems:
         raise DecisionProblems(dataset.name, problems)
     return sorted([*chosen.values(), *carried_to_sightings(dataset, chosen)], key=lambda d: d.key)
+
+
+def proposals_confirmed(decisions: list[Decision]) -> list[str]:
+    """A problem for each decision confirming a proposal (normalised: class_name is the event's)."""
+    return [
+        f"{decision.where}: confirms a proposal (class '{PROPOSAL_CLASS}'), which teaches no class: say what "
+        f"it is with {CLASS_PREFIX}<name>, or {NOT_OBJECT}"
+        for decision in decisions if decision.verdict == CONFIRMED and decision.class_name == PROPOSAL_CLASS
+    ]  # fmt: skip
 
 
 def carried_to_sightings(dataset, chosen: dict[tuple[str, int], Decision]) -> list[Decision]:

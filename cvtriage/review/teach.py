@@ -37,7 +37,7 @@ from cvtriage.progress import ProgressCallback, no_progress
 from cvtriage.review.compare import Comparison, compare_scans
 from cvtriage.review.harvest import MANIFEST as HARVEST_MANIFEST
 from cvtriage.review.harvest import check_source_unchanged, harvest, scan_runs
-from cvtriage.scan.priority import REVIEW_QUEUE_VIEW
+from cvtriage.scan.store import review_queue
 from cvtriage.scan.results import ScanRun
 from cvtriage.train.training import train
 
@@ -135,7 +135,7 @@ def teach(dataset_name: str, settings: TurnSettings, progress: Callable[[str], P
 
     import fiftyone as fo
 
-    queue = len(fo.load_dataset(next_name).load_saved_view(REVIEW_QUEUE_VIEW)) if fo.dataset_exists(next_name) else 0
+    queue = len(review_queue(fo.load_dataset(next_name))) if fo.dataset_exists(next_name) else 0
     return TurnResult(folder, dataset.name, turn, next_name, data_yaml, Path(trained["best"]), trained["metrics"],
                       comparisons, queue, resumed)  # fmt: skip
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import cv2
 
 from cvtriage.config import ScanConfig
-from cvtriage.decision_tags import undecided_filter
+from cvtriage.decision_tags import EVENT_PATCH_FIELD, undecided_filter
 from cvtriage.errors import CvtriageError
 from cvtriage.scan.keyframes import event_box_index, keyframe_name
 from cvtriage.scan.looks import index_looks, look_embedding
@@ -30,6 +30,13 @@ if TYPE_CHECKING:
 FLAGGED_TAG = "flagged"
 FLAGGED_VIEW = "flagged-events"
 EVENT_BOX_TAG = "event"  # label tag of the box an event sample is about (the others are context)
+# The event's own box with some of the ground around it: the patch the review queue shows. A
+# reviewer judges an object by its outline against its surroundings; the whole keyframe shows it
+# at a few screen pixels among other boxes.
+EVENT_PATCH_MARGIN = 0.2  # of the box's width and height, on each side (clipped to the frame)
+LOOKS_QUEUE_VIEW = "review-by-look"
+# What a queue's patches carry from their event sample: what the App's sidebar and sort need.
+PATCH_FIELDS = ["event_id", "class_name", "source_video", "review_priority", "look", "timecode", "peak_confidence"]
 
 
 def store_results_in_fiftyone(
@@ -101,6 +108,7 @@ def store_scan_in_fiftyone(
                     num_channels=3,
                 ),
                 detections=_fiftyone_detections(event, frame, video, class_names),
+                **{EVENT_PATCH_FIELD: event_patch(event, video)},
                 event_id=event.event_id,
                 class_name=event.class_name,
                 timestamp=time_s,
@@ -145,13 +153,60 @@ def store_scan_in_fiftyone(
         description="Scan events, highest peak confidence first",
         overwrite=True,
     )
+    save_review_queues(dataset)
+    return dataset
+
+
+def save_review_queues(dataset: "fo.Dataset") -> None:
+    """The saved views a reviewer works through: one patch per undecided event (its own box with
+    EVENT_PATCH_MARGIN of context), by teaching value, and the same grouped by look. Saved again
+    after decisions: a saved patches view keeps the patches it was saved with."""
+    from fiftyone import ViewField as F
+
+    undecided = dataset.match_tags(FLAGGED_TAG).match(undecided_filter())
+    schema = dataset.get_field_schema()
+    fields = [name for name in PATCH_FIELDS if name in schema]
+    if dataset.media_type and EVENT_PATCH_FIELD in schema:
+        patches = undecided.match(F(EVENT_PATCH_FIELD) != None).to_patches(EVENT_PATCH_FIELD, other_fields=fields)  # noqa: E711
+    else:
+        # FiftyOne makes patches of images only: a dataset with no sample yet (a scan that found
+        # nothing), or only events stored by cvtriage 0.1, gets its queues as plain views.
+        patches = undecided
     dataset.save_view(
         REVIEW_QUEUE_VIEW,
-        dataset.match_tags(FLAGGED_TAG).match(undecided_filter()).sort_by("review_priority", reverse=True),
-        description="Events nobody has decided on yet, the ones a decision teaches the model most first",
+        patches.sort_by("review_priority", reverse=True),
+        description="Each undecided event's object with some context, the ones a decision teaches the model most first",
         overwrite=True,
     )
-    return dataset
+    by_look = [("look", 1), ("review_priority", -1)] if "look" in fields else [("review_priority", -1)]
+    dataset.save_view(
+        LOOKS_QUEUE_VIEW,
+        patches.sort_by(by_look),
+        description="The undecided events' patches, alike ones together (look 1 the largest group)",
+        overwrite=True,
+    )
+
+
+def review_queue(dataset: "fo.Dataset"):
+    """The review queue as the decisions stand now: a saved patches view keeps the patches it was
+    saved with (tags put on since in the App's tag menu included) until it is made again."""
+    queue = dataset.load_saved_view(REVIEW_QUEUE_VIEW)
+    queue.reload()
+    return queue
+
+
+def event_patch(event: Event, video: VideoInfo) -> "fo.Detections":
+    """The patch the review queue shows of an event: its box grown by EVENT_PATCH_MARGIN of its size
+    on each side, clipped to the frame, as one relative [x, y, w, h] Detection carrying `event_id`."""
+    import fiftyone as fo
+
+    x1, y1, x2, y2 = (float(value) for value in event.best_box_xyxy)
+    pad_x, pad_y = EVENT_PATCH_MARGIN * (x2 - x1), EVENT_PATCH_MARGIN * (y2 - y1)
+    left, top = max(0.0, x1 - pad_x), max(0.0, y1 - pad_y)
+    right, bottom = min(float(video.width), x2 + pad_x), min(float(video.height), y2 + pad_y)
+    box = [left / video.width, top / video.height, (right - left) / video.width, (bottom - top) / video.height]
+    patch = fo.Detection(label=event.class_name, bounding_box=box, confidence=float(event.peak_confidence), event_id=event.event_id)
+    return fo.Detections(detections=[patch])
 
 
 def check_scan_dataset(dataset_name: str) -> None:
