@@ -18,7 +18,14 @@ from cvtriage.scan.export import model_to_run
 from cvtriage.scan.frames import FrameSource, probe_source
 from cvtriage.scan.pipeline import run_scan
 from cvtriage.scan.results import EVENT_FEATURES_NPY, TRACK_RESIDUALS_NPY
-from cvtriage.scan.similar import FEATURES_FIELD, more_like_this, read_event_features, within_track_whitening
+from cvtriage.scan.similar import (
+    FEATURES_FIELD,
+    PATCHES_BRAIN_KEY,
+    more_like_this,
+    read_event_features,
+    within_track_whitening,
+)
+from cvtriage.scan.store import review_queue
 from cvtriage.synth.video import FlyoverSpec, generate_video
 
 
@@ -58,6 +65,19 @@ def test_each_event_ranks_its_twin_in_the_other_video_first(twin_scans, flyover)
         assert best.event_id == sample.event_id  # the same object, in the other video
         cosine = float(np.dot(sample[FEATURES_FIELD], best[FEATURES_FIELD]))
         assert cosine > 0.9999  # the same frames give the same features
+
+
+def test_in_the_review_queue_a_patch_sorts_its_twin_first(twin_scans):
+    """The App's "sort by similarity" in the review queue (a patches view) needs an index of the
+    patches: from each patch, the same object's patch in the other video comes first."""
+    dataset, _ = twin_scans
+    queue = review_queue(dataset)
+    assert len(queue) == len(dataset)
+    for patch in queue:
+        ranked = queue.sort_by_similarity(patch.event_patch.id, k=2, brain_key=PATCHES_BRAIN_KEY)
+        # Itself and its twin (the same frames, the same features: in either order).
+        assert patch.event_patch.id in ranked.values("event_patch.id")
+        assert ranked.values("event_id") == [patch.event_id] * 2 and len(set(ranked.values("source_video"))) == 2
 
 
 def test_decided_events_leave_the_ranking(twin_scans):

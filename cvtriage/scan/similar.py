@@ -1,7 +1,8 @@
 """Find more like this: every event's detector features (cvtriage.scan.features) on its sample and
 in a FiftyOne similarity index over the whole dataset (all its videos), so that from one event a
 reviewer ranks the undecided events of every video by how alike the detector finds them: in the
-App (select an event, "sort by similarity", brain key `features`) or with `more_like_this`.
+App (select an event, "sort by similarity", brain key `features`, or `features_patches` in the
+review queue's patches) or with `more_like_this`.
 
 The index is cosine over the embeddings whitened by how each object's own features vary along its
 track (`within_track_whitening`): the scan's tracks are free pairs of "the same object", and what
@@ -18,13 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
-from cvtriage.decision_tags import undecided_filter
+from cvtriage.decision_tags import EVENT_PATCH_FIELD, undecided_filter
 from cvtriage.errors import CvtriageError
 from cvtriage.scan.looks import BRAIN_KEY as LOOKS_BRAIN_KEY
 from cvtriage.scan.results import EVENT_FEATURES_NPY, EVENTS_JSON, TRACK_RESIDUALS_NPY
 
 FEATURES_FIELD = "event_features"
 FEATURES_BRAIN_KEY = "features"
+# The same embeddings on each event's patch (its `event_patch` label): in the review queue, a
+# patches view, the App sorts by similarity only with an index of those patches.
+PATCHES_BRAIN_KEY = "features_patches"
 MORE_LIKE_THIS = 20  # events a ranking shows by default
 
 
@@ -71,16 +75,24 @@ def within_track_whitening(folders) -> np.ndarray | None:
     return basis / np.sqrt(np.maximum(values, 1e-12))
 
 
-def index_features(samples, field: str = FEATURES_FIELD, brain_key: str = FEATURES_BRAIN_KEY) -> None:
-    """Refresh the similarity index `brain_key` over the samples (a dataset or view: event
-    samples, or their patches) whose `field` holds features, whitened within tracks over their
-    scans (`within_track_whitening`, from each sample's `scan_results` folder); dropped when fewer
-    than two have any."""
+def index_features(
+    samples,
+    field: str = FEATURES_FIELD,
+    brain_key: str = FEATURES_BRAIN_KEY,
+    patches_field: str = EVENT_PATCH_FIELD,
+    patches_brain_key: str = PATCHES_BRAIN_KEY,
+) -> None:
+    """Refresh the similarity index `brain_key` over the samples (a dataset or view of event
+    samples) whose `field` holds features, whitened within tracks over their scans
+    (`within_track_whitening`, from each sample's `scan_results` folder), and `patches_brain_key`,
+    the same embeddings on each sample's one `patches_field` patch; dropped when fewer than two
+    have any."""
     import fiftyone.brain as fob
     from fiftyone import ViewField as F
 
-    if brain_key in samples.list_brain_runs():
-        samples.delete_brain_run(brain_key)
+    for key in (brain_key, patches_brain_key):
+        if key in samples.list_brain_runs():
+            samples.delete_brain_run(key)
     if field not in samples.get_field_schema(flat=True):
         return
     embedded = samples.match(F(field) != None)  # noqa: E711
@@ -96,6 +108,17 @@ def index_features(samples, field: str = FEATURES_FIELD, brain_key: str = FEATUR
     if whitening is not None and whitening.shape[0] == vectors.shape[1]:
         vectors = (vectors @ whitening).astype(np.float32)
     fob.compute_similarity(embedded, embeddings=vectors, brain_key=brain_key, backend="sklearn", progress=False)
+    with_patch = embedded.match(F(f"{patches_field}.detections").length() == 1) if patches_field in samples.get_field_schema() else []
+    if len(with_patch) >= 2:
+        rows = {sample_id: row for sample_id, row in zip(embedded.values("id"), vectors)}
+        fob.compute_similarity(
+            with_patch,
+            patches_field=patches_field,
+            embeddings={sample_id: rows[sample_id][None] for sample_id in with_patch.values("id")},
+            brain_key=patches_brain_key,
+            backend="sklearn",
+            progress=False,
+        )
 
 
 def similarity_key(dataset) -> str:
