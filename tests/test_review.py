@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -39,6 +40,26 @@ CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
     "--disable-sync", "--disable-quic", "--no-first-run",
 ]
+
+
+@contextmanager
+def app_page(playwright, profile: Path, url: str, last_seen: Path | None = None):
+    """The App at `url` in headless Chromium (a profile of its own), once its grid shows counts;
+    `last_seen`: a screenshot of what the page showed last, for a failure's report."""
+    context = playwright.chromium.launch_persistent_context(
+        str(profile), executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, headless=True,
+        viewport={"width": 1400, "height": 900},
+    )  # fmt: skip
+    try:
+        page = context.new_page()
+        page.goto(url, wait_until="domcontentloaded", timeout=120_000)
+        page.locator('[data-cy="entry-counts"]').wait_for(timeout=120_000)
+        yield page
+    finally:
+        if last_seen is not None:
+            for open_page in context.pages:
+                open_page.screenshot(path=str(last_seen))
+        context.close()
 
 
 def _box(index: int) -> list[float]:
@@ -225,49 +246,38 @@ def test_app_shows_the_dataset_and_its_saved_views_in_a_real_browser(labelled_da
         assert url == f"http://127.0.0.1:{port}/"
         spawned = _app_processes(psutil.Process(process.pid).children(recursive=True))
         assert spawned, "no App server process found under the command"
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch_persistent_context(
-                str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS,
-                headless=True, viewport={"width": 1400, "height": 900},
-            )  # fmt: skip
-            try:
-                page = browser.new_page()
-                page.goto(url, wait_until="domcontentloaded", timeout=120_000)
-                counts = page.locator('[data-cy="entry-counts"]')
-                counts.wait_for(timeout=120_000)
-                # --view opened the saved view: its name in the selector, its 2 val samples in the grid.
-                selector = page.locator('[data-cy="saved-views-selection"]')
-                assert selector.inner_text().replace("\u200b", "").strip() == "likely-mislabeled"
-                page.wait_for_function(
-                    "() => document.querySelector('[data-cy=\"entry-counts\"]').innerText.trim() === '2 samples'",
-                    timeout=60_000,
-                )
-                page.keyboard.press("Escape")  # close a welcome pop-up that may cover the page
-                page.screenshot(path="/tmp/cvtriage-review-app.png")
-                # The server answers for the whole dataset and lists every saved view.
-                answer = page.evaluate(
-                    """async (name) => {
-                        const response = await fetch('/graphql', {method: 'POST',
-                            headers: {'content-type': 'application/json'},
-                            body: JSON.stringify({query: `{ dataset(name: "${name}") { estimatedSampleCount savedViews { name } } }`})});
-                        return await response.json();
-                    }""",
-                    labelled_dataset.name,
-                )
-                found = answer["data"]["dataset"]
-                assert found["estimatedSampleCount"] == len(labelled_dataset) == 6
-                assert sorted(view["name"] for view in found["savedViews"]) == ["audit-class", "likely-mislabeled"]
-                # Both saved views are offered in the view selector; choosing one shows its samples.
-                selector.click()
-                for view_name in ("likely-mislabeled", "audit-class"):
-                    page.locator(f'[data-cy="saved-views-{view_name}-selection-option"]').wait_for(timeout=30_000)
-                page.locator('[data-cy="saved-views-audit-class-selection-option"]').click()
-                page.wait_for_function(
-                    "() => document.querySelector('[data-cy=\"entry-counts\"]').innerText.trim() === '1 sample'",
-                    timeout=60_000,
-                )
-            finally:
-                browser.close()
+        with sync_playwright() as playwright, app_page(playwright, tmp_path / "chromium-profile", url) as page:
+            # --view opened the saved view: its name in the selector, its 2 val samples in the grid.
+            selector = page.locator('[data-cy="saved-views-selection"]')
+            assert selector.inner_text().replace("\u200b", "").strip() == "likely-mislabeled"
+            page.wait_for_function(
+                "() => document.querySelector('[data-cy=\"entry-counts\"]').innerText.trim() === '2 samples'",
+                timeout=60_000,
+            )
+            page.keyboard.press("Escape")  # close a welcome pop-up that may cover the page
+            page.screenshot(path="/tmp/cvtriage-review-app.png")
+            # The server answers for the whole dataset and lists every saved view.
+            answer = page.evaluate(
+                """async (name) => {
+                    const response = await fetch('/graphql', {method: 'POST',
+                        headers: {'content-type': 'application/json'},
+                        body: JSON.stringify({query: `{ dataset(name: "${name}") { estimatedSampleCount savedViews { name } } }`})});
+                    return await response.json();
+                }""",
+                labelled_dataset.name,
+            )
+            found = answer["data"]["dataset"]
+            assert found["estimatedSampleCount"] == len(labelled_dataset) == 6
+            assert sorted(view["name"] for view in found["savedViews"]) == ["audit-class", "likely-mislabeled"]
+            # Both saved views are offered in the view selector; choosing one shows its samples.
+            selector.click()
+            for view_name in ("likely-mislabeled", "audit-class"):
+                page.locator(f'[data-cy="saved-views-{view_name}-selection-option"]').wait_for(timeout=30_000)
+            page.locator('[data-cy="saved-views-audit-class-selection-option"]').click()
+            page.wait_for_function(
+                "() => document.querySelector('[data-cy=\"entry-counts\"]').innerText.trim() === '1 sample'",
+                timeout=60_000,
+            )
         process.send_signal(signal.SIGINT)  # Ctrl-C
         assert process.wait(timeout=60) == 0
         assert "App stopped" in app_log.read_text()

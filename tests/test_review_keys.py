@@ -13,7 +13,7 @@ import uuid
 import fiftyone as fo
 import pytest
 from square_video import Square, SquareDetector, write_square_video
-from test_review import CHROMIUM, CHROMIUM_FLAGS, _free_port, _wait_for_url
+from test_review import CHROMIUM, _free_port, _wait_for_url, app_page
 
 from cvtriage.config import load_scan_config
 from cvtriage.review.decisions import read_decisions
@@ -79,87 +79,78 @@ def test_twenty_events_decided_with_keys_are_what_harvest_reads(square_scan, tmp
     expected: dict[int, tuple[str, str | None]] = {}
     try:
         url = _wait_for_url(process, timeout=180)
-        with sync_playwright() as playwright:
-            context = playwright.chromium.launch_persistent_context(
-                str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS,
-                headless=True, viewport={"width": 1400, "height": 900},
-            )  # fmt: skip
-            try:
-                page = context.new_page()
-                page.goto(url, wait_until="domcontentloaded", timeout=120_000)
-                page.locator('[data-cy="entry-counts"]').wait_for(timeout=120_000)
-                browser = Browser(page)
-                browser.wait_for_queue(events)
-                page.wait_for_function("() => window.__foo__ !== undefined", timeout=60_000)
-                page.keyboard.press("Escape")  # a welcome pop-up; not a decision's action
-                remaining = events
+        with (
+            sync_playwright() as playwright,
+            app_page(playwright, tmp_path / "chromium-profile", url, last_seen=tmp_path / "last-seen.png") as page,
+        ):
+            browser = Browser(page)
+            browser.wait_for_queue(events)
+            page.wait_for_function("() => window.__foo__ !== undefined", timeout=60_000)
+            page.keyboard.press("Escape")  # a welcome pop-up; not a decision's action
+            remaining = events
 
-                def head() -> tuple[int, str]:
-                    dataset.reload()  # the App's server saved the queue again since
-                    sample = dataset.load_saved_view(REVIEW_QUEUE_VIEW).first()
-                    return sample.event_id, sample.class_name
+            def head() -> tuple[int, str]:
+                dataset.reload()  # the App's server saved the queue again since
+                sample = dataset.load_saved_view(REVIEW_QUEUE_VIEW).first()
+                return sample.event_id, sample.class_name
 
-                # "All like this" on the queue's first patch: a count first, then one click to apply.
-                event_id, _ = head()
-                look = dataset.match({"event_id": event_id}).first().look
-                alike = dataset.match({"look": look}).values("event_id")
-                browser.key("a")
-                prompt = page.get_by_text(f"Applies to {len(alike)} undecided events of look {look}")
-                prompt.wait_for(timeout=60_000)
-                browser.click(page.get_by_role("button", name="Execute"))
-                expected.update({other: ("not-object", None) for other in alike})
-                remaining -= len(alike)
-                browser.wait_for_queue(remaining)
+            # "All like this" on the queue's first patch: a count first, then one click to apply.
+            event_id, _ = head()
+            look = dataset.match({"event_id": event_id}).first().look
+            alike = dataset.match({"look": look}).values("event_id")
+            browser.key("a")
+            prompt = page.get_by_text(f"Applies to {len(alike)} undecided events of look {look}")
+            prompt.wait_for(timeout=60_000)
+            browser.click(page.get_by_role("button", name="Execute"))
+            expected.update({other: ("not-object", None) for other in alike})
+            remaining -= len(alike)
+            browser.wait_for_queue(remaining)
 
-                # Then one key per event, down the queue: confirm, reject and name another class in turn.
-                turn = 0
-                while events - remaining < DECISIONS:
-                    event_id, class_name = head()
-                    head_before_last = event_id
-                    kind = turn % 3
-                    if kind == 0:
-                        browser.key("c")
-                        expected[event_id] = ("confirmed", class_name)
-                    elif kind == 1:
-                        browser.key("x")
-                        expected[event_id] = ("not-object", None)
+            # Then one key per event, down the queue: confirm, reject and name another class in turn.
+            turn = 0
+            while events - remaining < DECISIONS:
+                event_id, class_name = head()
+                head_before_last = event_id
+                kind = turn % 3
+                if kind == 0:
+                    browser.key("c")
+                    expected[event_id] = ("confirmed", class_name)
+                elif kind == 1:
+                    browser.key("x")
+                    expected[event_id] = ("not-object", None)
+                else:
+                    browser.key("r")
+                    page.get_by_text("Class (choose, or type a new one)").wait_for(timeout=60_000)
+                    field = page.get_by_placeholder("Type or select a value")
+                    if not field.input_value():  # the first time: type it; then it is offered
+                        browser.click(field)
+                        for letter in "blue square":
+                            browser.key(letter if letter != " " else "Space")
+                        browser.key("Enter")  # takes the name and submits the form
                     else:
-                        browser.key("r")
-                        page.get_by_text("Class (choose, or type a new one)").wait_for(timeout=60_000)
-                        field = page.get_by_placeholder("Type or select a value")
-                        if not field.input_value():  # the first time: type it; then it is offered
-                            browser.click(field)
-                            for letter in "blue square":
-                                browser.key(letter if letter != " " else "Space")
-                            browser.key("Enter")  # takes the name and submits the form
-                        else:
-                            browser.click(page.get_by_role("button", name="Execute"))
-                        expected[event_id] = ("wrong-class", "blue square")
-                    turn += 1
-                    remaining -= 1
-                    browser.wait_for_queue(remaining)
-                actions = browser.actions
-                dataset.reload()
-                read = {d.event_id: (d.verdict, d.class_name) for d in read_decisions(dataset, known_classes=KNOWN)}
-                assert read == expected and len(read) == DECISIONS
+                        browser.click(page.get_by_role("button", name="Execute"))
+                    expected[event_id] = ("wrong-class", "blue square")
+                turn += 1
+                remaining -= 1
+                browser.wait_for_queue(remaining)
+            actions = browser.actions
+            dataset.reload()
+            read = {d.event_id: (d.verdict, d.class_name) for d in read_decisions(dataset, known_classes=KNOWN)}
+            assert read == expected and len(read) == DECISIONS
 
-                # A typo of a known class is refused in one line in the App, and nothing is written.
-                page.keyboard.press("r")
-                field = page.get_by_placeholder("Type or select a value")
-                page.wait_for_function("() => document.querySelector('input[placeholder=\"Type or select a value\"]')?.value === 'blue square'", timeout=60_000)
-                field.click()
-                page.keyboard.press("Control+a")
-                page.keyboard.type("red sqare")
-                page.keyboard.press("Enter")
-                page.get_by_text("looks like a typo of 'red square' (if it is a new class, tick 'new class')").wait_for(timeout=60_000)
-                assert browser.queue_length() == remaining
-                # `u` takes back the last decision: its event is in the queue again, undecided.
-                page.keyboard.press("u")
-                browser.wait_for_queue(remaining + 1)
-            finally:
-                for open_page in context.pages:  # what the reviewer saw last, for a failure's report
-                    open_page.screenshot(path=str(tmp_path / "last-seen.png"))
-                context.close()
+            # A typo of a known class is refused in one line in the App, and nothing is written.
+            page.keyboard.press("r")
+            field = page.get_by_placeholder("Type or select a value")
+            page.wait_for_function("() => document.querySelector('input[placeholder=\"Type or select a value\"]')?.value === 'blue square'", timeout=60_000)
+            field.click()
+            page.keyboard.press("Control+a")
+            page.keyboard.type("red sqare")
+            page.keyboard.press("Enter")
+            page.get_by_text("looks like a typo of 'red square' (if it is a new class, tick 'new class')").wait_for(timeout=60_000)
+            assert browser.queue_length() == remaining
+            # `u` takes back the last decision: its event is in the queue again, undecided.
+            page.keyboard.press("u")
+            browser.wait_for_queue(remaining + 1)
     finally:
         process.send_signal(signal.SIGINT)
         try:
