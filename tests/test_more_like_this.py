@@ -137,3 +137,31 @@ def test_both_strategies_backends_give_each_box_its_own_features(flyover):
         assert (similarity.argmax(1) == np.arange(len(refine))).all()
         boxes_seen += len(refine)
     assert boxes_seen >= 4
+
+
+def test_an_export_scan_gets_each_events_features_at_its_keyframe_from_the_pytorch_weights(
+    twin_scans, flyover, tmp_path, monkeypatch
+):
+    """An OpenVINO export has no Detect head to hook: after the scan, the PyTorch weights it was
+    made from give each event's features at its own box in its keyframe, close to those the
+    PyTorch scan averaged along the track, and closest to its own event's."""
+    from cvtriage.scan import export
+
+    monkeypatch.delenv(export.NO_EXPORT_ENV, raising=False)  # the suite turns exports off
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
+    settings = load_scan_config(out=str(tmp_path / "runs"), device="cpu", weights=str(DEMO_WEIGHTS), dataset=None)
+    exported = run_scan(flyover, settings)
+    assert exported.stats["export"] is not None
+    by_export = read_event_features(exported.out_dir)
+    _, runs = twin_scans
+    by_pytorch = read_event_features(runs / flyover.stem)
+    assert len(by_export) == len(exported.events) >= 3
+    ids = sorted(by_pytorch)
+    pytorch = np.stack([by_pytorch[event_id] for event_id in ids])
+    matched = 0
+    for event in exported.events:
+        similarity = pytorch @ by_export[event.event_id]
+        if event.event_id in by_pytorch:
+            matched += 1
+            assert ids[int(similarity.argmax())] == event.event_id and similarity.max() > 0.9
+    assert matched >= 0.8 * len(exported.events)

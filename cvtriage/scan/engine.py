@@ -66,8 +66,8 @@ GPU_SCAN_BATCH = 8
 # Sampled frames decoded ahead of the model, at least: decoding overlaps inference.
 PREFETCH_FRAMES = 8
 FEATURES_UNAVAILABLE = (
-    "this model runs without its PyTorch Detect head (an export): no detector features for 'more like this'; "
-    "its events are ranked by their colour look (scan with --no-export for the detector's features)"
+    "this model runs without its PyTorch Detect head (an export): 'more like this' gets the detector's features "
+    "at each event's keyframe from the PyTorch weights after the scan, not along its track (--no-export for those)"
 )
 
 

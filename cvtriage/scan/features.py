@@ -164,3 +164,30 @@ def scan_features(events: list[Event], frames: Mapping[int, FrameDetections]) ->
         np.stack([mean if mean is not None else np.full(width, np.nan, np.float32) for mean in means]),
         np.concatenate(residuals).astype(np.float16) if residuals else np.zeros((0, width), np.float16),
     )
+
+
+def keyframe_features(weights: str, events: list[Event], keyframes: Mapping[int, np.ndarray], imgsz: int, device: str) -> ScanFeatures | None:
+    """For a scan whose model gave no features (its OpenVINO export, which has no Detect head in
+    PyTorch): each event's features at its box in its keyframe, from the same weights run by
+    PyTorch, one model call an event. No tracks' residuals, so an index of them is not whitened
+    (docs/benchmarks.md: the keyframe box alone, unwhitened, ranks below the shipped features).
+    None when the weights have no Detect head to hook or there is no event."""
+    from cvtriage.models import load_model
+
+    if not events:
+        return None
+    model = load_model(weights)
+    model.predict([np.zeros((32, 32, 3), np.uint8)], imgsz=imgsz, device=device, verbose=False)  # its predictor set up
+    tap = BoxFeatureTap.for_module(model.predictor.model)
+    if tap is None:
+        return None
+    means = []
+    for event in events:
+        image = keyframes[event.event_id]
+        tap.start()
+        model.predict([image], imgsz=imgsz, device=device, verbose=False)  # for the maps: the box is the event's own
+        vectors = tap.take([np.asarray([event.best_box_xyxy], np.float32)], [image.shape[:2]])[0]
+        if not vectors.shape[1]:
+            return None
+        means.append(vectors[0])
+    return ScanFeatures(np.stack(means).astype(np.float32), np.zeros((0, len(means[0])), np.float16))

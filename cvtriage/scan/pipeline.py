@@ -20,8 +20,10 @@ import numpy as np
 
 from cvtriage.config import ScanConfig
 from cvtriage.errors import CvtriageError
+from cvtriage.models import resolve_device
 from cvtriage.progress import ProgressCallback, no_progress
 from cvtriage.scan.engine import ScanResult, scan_source
+from cvtriage.scan.features import keyframe_features
 from cvtriage.scan.frames import probe_source, source_identity
 from cvtriage.scan.log import LOG_SUFFIX, DetectionLog, log_is_complete, log_path
 from cvtriage.scan.outputs import write_scan_outputs
@@ -58,6 +60,11 @@ def scan_to_results_folder(
     """The steps that only write files: scan, review priority, results folder. What a batch's
     worker does; storing and marking complete are left to `finish_scan`."""
     result = scan_source(source, settings, model, on_progress)
+    if result.features is None and result.stats.get("export") and str(settings.weights).endswith(".pt"):
+        # An export has no feature maps: the PyTorch weights it was made from give them at each keyframe.
+        result.features = keyframe_features(
+            settings.weights, result.events, result.keyframes, settings.imgsz, resolve_device(settings.device)
+        )
     prioritise(result, settings)
     write_results(result, settings)
     return result
