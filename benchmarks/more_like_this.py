@@ -16,7 +16,12 @@ The headline ranking is the shipped one: `more_like_this` on the stored index (b
 each step adds; the colour look (cvtriage.scan.looks) is the comparison. Then the cost of the
 feature step: the same sampled frames through the detector with and without its hooks.
 
-    nice python benchmarks/more_like_this.py [--seeds 101,102,103] [--seconds 60] [--k 20]
+    nice python benchmarks/more_like_this.py [--seeds 101,102,103] [--seconds 60] [--k 20] [--export]
+
+`--export` scans through the model's OpenVINO export, the CPU's default: its events' features are
+taken at each keyframe box from the PyTorch weights after the scan (cvtriage.scan.features
+keyframe_features); only the colour look and the shipped ranking are printed then (the variants
+need the features of every logged frame, which an export scan has none of).
 """
 
 from __future__ import annotations
@@ -113,10 +118,11 @@ def main() -> None:
     parser.add_argument("--seeds", default="101,102,103")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--k", type=int, default=20)
+    parser.add_argument("--export", action="store_true", help="scan through the OpenVINO export (the CPU's default)")
     args = parser.parse_args()
     connect_database()
     videos = flyovers([int(seed) for seed in args.seeds.split(",")], args.seconds)
-    settings = load_scan_config(weights="demo", export="off", out=str(OUT))
+    settings = load_scan_config(weights="demo", export="auto" if args.export else "off", out=str(OUT))
     settings.dataset = DATASET
     if fo.dataset_exists(DATASET):
         fo.delete_dataset(DATASET)
@@ -148,6 +154,11 @@ def main() -> None:
 
     looks = dict(zip(dataset.values("id"), dataset.values("look_embedding")))
     look_vectors = np.array([looks[sample_ids[(video, event.event_id)]] for video, event in events])
+    if args.export:
+        variants = [("colour look (keyframe)", cosine_ranking(look_vectors, queries)),
+                    (f"export scan: more_like_this (index '{FEATURES_BRAIN_KEY}')", shipped)]  # fmt: skip
+        report(variants, videos, events, truth_class, queries, args.k, scan_s)
+        return
     keyframe = _matrix([event_features(_at_keyframe(event), frames) for (_, event), frames in zip(events, frames_of)])
     track = _matrix([event_features(event, frames) for (_, event), frames in zip(events, frames_of)])
     levels = len(LEVEL_NAMES)
@@ -162,21 +173,26 @@ def main() -> None:
         ("  + whitened within tracks instead (shipped)", cosine_ranking(track @ within_track_whitening(folders), queries)),
         (f"shipped: more_like_this (index '{FEATURES_BRAIN_KEY}')", shipped),
     ]  # fmt: skip
+    report(variants, videos, events, truth_class, queries, args.k, scan_s)
+    with_hooks, without = feature_cost(videos[0], settings)
+    print(f"feature step: {1000 * with_hooks:.1f} ms per sampled frame through the detector with it, "
+          f"{1000 * without:.1f} without ({(with_hooks / without - 1):+.1%}; medians of 4 alternating passes over 40 "
+          "frames, CPU, one frame a call, PyTorch)")  # fmt: skip
+
+
+def report(variants, videos, events, truth_class, queries, k: int, scan_s: float) -> None:
+    """The table: each ranking's share of the top min(k, n) on the query's class, per class and overall."""
     classes = sorted({c for c in truth_class if c is not None})
     print(f"{len(videos)} flyovers, {len(events)} events ({sum(c is None for c in truth_class)} junk), "
-          f"{len(queries)} queries (events a reviewer confirms); share of the top min({args.k}, n) slots of the "
+          f"{len(queries)} queries (events a reviewer confirms); share of the top min({k}, n) slots of the "
           f"query's class; scans {scan_s:.1f} s")  # fmt: skip
     counts = {cls: sum(c == cls for c in truth_class) for cls in classes}
     print(f"{'ranking':52s} " + " ".join(f"{cls[:12]:>12s}" for cls in classes) + f" {'overall':>8s}")
     print(f"{'(events of the class)':52s} " + " ".join(f"{counts[cls]:12d}" for cls in classes))
     for name, ranking in variants:
-        figures = score(ranking, truth_class, queries, args.k)
+        figures = score(ranking, truth_class, queries, k)
         print(f"{name:52s} " + " ".join(f"{percent(figures.get(cls, float('nan'))):>12s}" for cls in classes)
               + f" {percent(figures['all']):>8s}")  # fmt: skip
-    with_hooks, without = feature_cost(videos[0], settings)
-    print(f"feature step: {1000 * with_hooks:.1f} ms per sampled frame through the detector with it, "
-          f"{1000 * without:.1f} without ({(with_hooks / without - 1):+.1%}; medians of 4 alternating passes over 40 "
-          "frames, CPU, one frame a call, PyTorch)")  # fmt: skip
 
 
 def _level(vectors: np.ndarray, levels: int, number: int) -> np.ndarray:
