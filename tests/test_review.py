@@ -42,6 +42,16 @@ CHROMIUM_FLAGS = [
 ]
 
 
+def stop_app(process: subprocess.Popen) -> None:
+    """Ctrl-C, as a user stops `cvtriage app`; killed when it has not stopped within 60 s."""
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @contextmanager
 def app_page(playwright, profile: Path, url: str, last_seen: Path | None = None):
     """The App at `url` in headless Chromium (a profile of its own), once its grid shows counts;
@@ -283,12 +293,7 @@ def test_app_shows_the_dataset_and_its_saved_views_in_a_real_browser(labelled_da
         assert "App stopped" in app_log.read_text()
     finally:
         if process.poll() is None:  # a failed assertion: still stop the App the clean way first
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_app(process)
     # Nothing the command started outlives it: FiftyOne's server and its wrapper are gone.
     gone, alive = psutil.wait_procs(spawned, timeout=30)
     assert alive == []

@@ -5,7 +5,6 @@ decisions made. Prints the browser actions (clicks + key presses) per decided ev
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 import sys
 import uuid
@@ -13,7 +12,7 @@ import uuid
 import fiftyone as fo
 import pytest
 from square_video import Square, SquareDetector, write_square_video
-from test_review import CHROMIUM, _free_port, _wait_for_url, app_page
+from test_review import CHROMIUM, _free_port, _wait_for_url, app_page, stop_app
 
 from cvtriage.config import load_scan_config
 from cvtriage.review.decisions import read_decisions
@@ -152,12 +151,7 @@ def test_twenty_events_decided_with_keys_are_what_harvest_reads(square_scan, tmp
             page.keyboard.press("u")
             browser.wait_for_queue(remaining + 1)
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_app(process)
 
     undone = head_before_last
     dataset.reload()
