@@ -137,7 +137,7 @@ def synthetic(args, weights: Path) -> None:
     truths = {str(video.resolve()): truth_of(video) for video in review}
     ids, videos, event_ids = dataset.values(["id", "source_video", "event_id"])
     tags = {sid: reviewer_tag(runs[v].events[e], truths[v]) for sid, v, e in zip(ids, videos, event_ids)}
-    order = dataset.load_saved_view(REVIEW_QUEUE_VIEW).values("id")
+    order = [str(sid) for sid in dataset.load_saved_view(REVIEW_QUEUE_VIEW).values("sample_id")]  # one patch per event
     decide(dataset, order, args.decisions, tags)
     taken = verdict_counts(tags[sid] for sid in order[: args.decisions])
     named = Counter(tags[sid].removeprefix(CLASS_PREFIX) for sid in order[: args.decisions] if tags[sid] != NOT_OBJECT)

@@ -32,7 +32,9 @@ would face on the next turn, as the simulated reviewer decides them.
 
     nice -n 10 python benchmarks/review_loop.py [--weak-classes bag,antenna] [--logit-shift 2.5] [--epochs 5] [--budgets 0,10,25,50]
 
-Everything is written under runs/bench/review-loop (flyovers are made once and kept).
+Everything is written under runs/bench/review-loop (flyovers are made once and kept). It runs on a
+MongoDB of its own (benchmarks/own_database.py), as do more_like_this.py and cold_start.py, which
+import this script.
 """
 
 from __future__ import annotations
@@ -49,9 +51,12 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 import numpy as np
+from own_database import start_own_database
 
-from cvtriage.cli import prepare_environment
-from cvtriage.cli.app import print_engine_logs
+start_own_database("cvtriage-review-loop-")
+
+from cvtriage.cli import prepare_environment  # noqa: E402
+from cvtriage.cli.app import print_engine_logs  # noqa: E402
 
 # The CLI's defaults (FiftyOne quiet and untracked, Ultralytics' font), set before fiftyone loads,
 # and the engine's notes printed as the commands print them.
@@ -272,7 +277,8 @@ def main() -> None:
           f"the truth says {verdicts[CONFIRMED]} confirmed, {verdicts[CLASS_PREFIX]} wrong class, "
           f"{verdicts[NOT_OBJECT]} not an object", flush=True)  # fmt: skip
     orders = {
-        "review-queue": dataset.load_saved_view(REVIEW_QUEUE_VIEW).values("id"),
+        # The queue is a patches view, one patch per event: its samples are the events.
+        "review-queue": [str(sid) for sid in dataset.load_saved_view(REVIEW_QUEUE_VIEW).values("sample_id")],
         "time": [sid for _, _, sid in sorted(zip(videos, times, ids))],
     }
 

@@ -22,40 +22,16 @@ neither an open App nor another command's database is touched, nor can either ta
 from __future__ import annotations
 
 import argparse
-import atexit
-import importlib.util
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-WORK = Path(tempfile.mkdtemp(prefix="cvtriage-review-patches-"))
-atexit.register(shutil.rmtree, WORK, ignore_errors=True)
+from own_database import start_own_database
 
-
-def start_own_database() -> None:
-    """A mongod of this run's own (FiftyOne's binary), on a free port, stopped at exit. FiftyOne's
-    local service would join a mongod already running for this user (a test session's, an App's),
-    and that one can go away mid-run when its owner ends."""
-    mongod = Path(importlib.util.find_spec("fiftyone").origin).parent / "db" / "bin" / "mongod"
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    (WORK / "db").mkdir()
-    server = subprocess.Popen([str(mongod), "--dbpath", str(WORK / "db"), "--port", str(port), "--bind_ip", "127.0.0.1",
-                               "--nounixsocket", "--logpath", str(WORK / "mongod.log")])  # fmt: skip
-    atexit.register(lambda: (server.terminate(), server.wait(timeout=60)))  # runs before the rmtree above
-    # Before FiftyOne is imported: it reads its database settings then.
-    os.environ["FIFTYONE_DATABASE_URI"] = f"mongodb://127.0.0.1:{port}"
-    os.environ["FIFTYONE_DATABASE_NAME"] = WORK.name
-
-
-start_own_database()
+WORK = start_own_database("cvtriage-review-patches-")
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
 from cvtriage.cli import prepare_environment  # noqa: E402

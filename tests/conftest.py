@@ -14,13 +14,21 @@ from pathlib import Path
 
 import pytest
 
-_SESSION_DIR = Path(tempfile.mkdtemp(prefix="cvtriage-tests-"))
-# Registered before fiftyone is imported, so it runs after FiftyOne has stopped its database.
-atexit.register(shutil.rmtree, _SESSION_DIR, ignore_errors=True)
+# pytest-xdist's workers (`pytest -n 2`) share the folder their controller made, so they share one
+# mongod (one database folder), and only the controller removes it, after every worker has ended.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _WORKER and os.environ.get("CVTRIAGE_TEST_SESSION_DIR"):
+    _SESSION_DIR = Path(os.environ["CVTRIAGE_TEST_SESSION_DIR"])
+else:
+    _SESSION_DIR = Path(tempfile.mkdtemp(prefix="cvtriage-tests-"))
+    os.environ["CVTRIAGE_TEST_SESSION_DIR"] = str(_SESSION_DIR)
+    # Registered before fiftyone is imported, so it runs after FiftyOne has stopped its database.
+    atexit.register(shutil.rmtree, _SESSION_DIR, ignore_errors=True)
 os.environ["FIFTYONE_DATABASE_DIR"] = str(_SESSION_DIR / "fiftyone-db")
 # FiftyOne attaches to any mongod it already runs for this OS user, whatever the database dir
-# (an open App, another test session): a database name of our own keeps tests out of its data.
-os.environ["FIFTYONE_DATABASE_NAME"] = _SESSION_DIR.name
+# (an open App, another test session, another worker): a database name of our own keeps tests out
+# of its data.
+os.environ["FIFTYONE_DATABASE_NAME"] = f"{_SESSION_DIR.name}-{_WORKER}" if _WORKER else _SESSION_DIR.name
 os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
 os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"
 os.environ["FIFTYONE_DEFAULT_DATASET_DIR"] = str(_SESSION_DIR / "fiftyone-media")
@@ -32,10 +40,11 @@ os.environ["MPLBACKEND"] = "Agg"
 os.environ["CVTRIAGE_NO_EXPORT"] = "1"
 
 _font_dir = _SESSION_DIR / "yolo-config" / "Ultralytics"
-_font_dir.mkdir(parents=True)
-import matplotlib  # noqa: E402
+if not (_font_dir / "Arial.ttf").exists():  # made once, by the controller when workers share the folder
+    _font_dir.mkdir(parents=True, exist_ok=True)
+    import matplotlib
 
-shutil.copyfile(Path(matplotlib.get_data_path()) / "fonts/ttf/DejaVuSans.ttf", _font_dir / "Arial.ttf")
+    shutil.copyfile(Path(matplotlib.get_data_path()) / "fonts/ttf/DejaVuSans.ttf", _font_dir / "Arial.ttf")
 # Ultralytics writes its settings file (and says so) on first import: let that happen here, not
 # inside the output of whichever CLI test happens to run first.
 import ultralytics.utils  # noqa: E402, F401
@@ -62,8 +71,12 @@ def ray_runtime():
 
     tests = str(Path(__file__).resolve().parent)
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    context = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    # Drivers started in a subprocess join this runtime, not another worker's (`address="auto"`
+    # picks the machine's latest Ray cluster).
+    os.environ["RAY_ADDRESS"] = context.address_info["gcs_address"]
     yield ray
+    del os.environ["RAY_ADDRESS"]
     ray.shutdown()
 
 
