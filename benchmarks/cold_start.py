@@ -38,7 +38,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from review_loop import decide, flyovers, percent, truth_of, verdict_counts
+from review_loop import decide, flyovers, percent, queue_order, truth_of, verdict_counts
 from scoring import (
     REVIEWER_IOU,
     TRUTH_MIN_IOU,
@@ -53,7 +53,6 @@ from cvtriage.database import connect_database
 from cvtriage.decision_tags import CLASS_PREFIX, NOT_OBJECT
 from cvtriage.review.teach import TurnSettings, teach
 from cvtriage.scan.pipeline import run_scan
-from cvtriage.scan.priority import REVIEW_QUEUE_VIEW
 from cvtriage.scan.results import read_scan_run
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -137,7 +136,7 @@ def synthetic(args, weights: Path) -> None:
     truths = {str(video.resolve()): truth_of(video) for video in review}
     ids, videos, event_ids = dataset.values(["id", "source_video", "event_id"])
     tags = {sid: reviewer_tag(runs[v].events[e], truths[v]) for sid, v, e in zip(ids, videos, event_ids)}
-    order = [str(sid) for sid in dataset.load_saved_view(REVIEW_QUEUE_VIEW).values("sample_id")]  # one patch per event
+    order = queue_order(dataset)
     decide(dataset, order, args.decisions, tags)
     taken = verdict_counts(tags[sid] for sid in order[: args.decisions])
     named = Counter(tags[sid].removeprefix(CLASS_PREFIX) for sid in order[: args.decisions] if tags[sid] != NOT_OBJECT)

@@ -212,6 +212,12 @@ def decide(dataset, order: list[str], budget: int, tags: dict[str, str]) -> None
     assert len(dataset.match(F("tags").length() > 1)) == min(budget, len(order))
 
 
+def queue_order(dataset) -> list[str]:
+    """The sample ids of the events in review-queue order. The queue is a patches view, one patch
+    per event, so its own ids are the patches'."""
+    return [str(sid) for sid in dataset.load_saved_view(REVIEW_QUEUE_VIEW).values("sample_id")]
+
+
 def percent(value: float) -> str:
     return f"{value:6.1%}"
 
@@ -277,8 +283,7 @@ def main() -> None:
           f"the truth says {verdicts[CONFIRMED]} confirmed, {verdicts[CLASS_PREFIX]} wrong class, "
           f"{verdicts[NOT_OBJECT]} not an object", flush=True)  # fmt: skip
     orders = {
-        # The queue is a patches view, one patch per event: its samples are the events.
-        "review-queue": [str(sid) for sid in dataset.load_saved_view(REVIEW_QUEUE_VIEW).values("sample_id")],
+        "review-queue": queue_order(dataset),
         "time": [sid for _, _, sid in sorted(zip(videos, times, ids))],
     }
 
