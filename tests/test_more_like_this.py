@@ -13,11 +13,12 @@ from cvtriage.config import load_scan_config
 from cvtriage.errors import CvtriageError
 from cvtriage.models import resolve_device
 from cvtriage.paths import DEMO_WEIGHTS
+from cvtriage.review.compare import compare_runs
 from cvtriage.scan.detector import Detector
 from cvtriage.scan.export import model_to_run
 from cvtriage.scan.frames import FrameSource, probe_source
 from cvtriage.scan.pipeline import run_scan
-from cvtriage.scan.results import EVENT_FEATURES_NPY, TRACK_RESIDUALS_NPY
+from cvtriage.scan.results import EVENT_FEATURES_NPY, TRACK_RESIDUALS_NPY, read_scan_run
 from cvtriage.scan.similar import (
     FEATURES_FIELD,
     PATCHES_BRAIN_KEY,
@@ -144,7 +145,9 @@ def test_an_export_scan_gets_each_events_features_at_its_keyframe_from_the_pytor
 ):
     """An OpenVINO export has no Detect head to hook: after the scan, the PyTorch weights it was
     made from give each event's features at its own box in its keyframe, close to those the
-    PyTorch scan averaged along the track, and closest to its own event's."""
+    PyTorch scan averaged along the track, and closest to the same event's. The two backends'
+    scores differ slightly, so one may find an event the other misses and number the rest on
+    from it: events are paired as `cvtriage compare` pairs two scans' events."""
     from cvtriage.scan import export
 
     monkeypatch.delenv(export.NO_EXPORT_ENV, raising=False)  # the suite turns exports off
@@ -158,10 +161,9 @@ def test_an_export_scan_gets_each_events_features_at_its_keyframe_from_the_pytor
     assert len(by_export) == len(exported.events) >= 3
     ids = sorted(by_pytorch)
     pytorch = np.stack([by_pytorch[event_id] for event_id in ids])
-    matched = 0
-    for event in exported.events:
-        similarity = pytorch @ by_export[event.event_id]
-        if event.event_id in by_pytorch:
-            matched += 1
-            assert ids[int(similarity.argmax())] == event.event_id and similarity.max() > 0.9
-    assert matched >= 0.8 * len(exported.events)
+    pairs = {row["b_id"]: row["a_id"] for row in compare_runs(read_scan_run(runs / flyover.stem), read_scan_run(exported.out_dir)).rows
+             if row["status"] == "matched"}  # fmt: skip
+    assert len(pairs) >= 0.8 * len(exported.events)
+    for export_id, pytorch_id in pairs.items():
+        similarity = pytorch @ by_export[export_id]
+        assert ids[int(similarity.argmax())] == pytorch_id and similarity.max() > 0.9
