@@ -80,6 +80,17 @@ def ray_runtime():
     ray.shutdown()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_mongod_for_the_workers():
+    """pytest-xdist's workers start at the same moment and share one mongod: their first connection
+    goes through cvtriage's start lock, as the commands' does, or both start one and the second
+    waits 60 s for a port and fails (cvtriage.database)."""
+    if _WORKER:
+        from cvtriage.database import connect_database
+
+        connect_database()
+
+
 def pytest_sessionfinish(session, exitstatus):
     # The mongod may be shared (see FIFTYONE_DATABASE_NAME above): drop only this session's database.
     if "fiftyone" in sys.modules:
