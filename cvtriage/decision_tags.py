@@ -64,3 +64,27 @@ def undecided_filter():
     for field in DECIDED_LABEL_FIELDS:  # a sample without the field (an older scan) has no tags there
         undecided &= ~(F(f"{field}.detections").filter(has_decision(F("tags"))).length() > 0)
     return undecided
+
+
+def decided_by_another_sighting(samples) -> list[str]:
+    """The ids of the undecided event samples whose object (`object_id`: one thing on the ground,
+    seen on several passes of one video) has other sightings decided, all with the same tags:
+    harvest carries that decision to them (cvtriage.review.decisions.carried_to_sightings), so the
+    review queue does not ask again. Sightings decided two ways leave the rest in the queue."""
+    schema = samples.get_field_schema()
+    if "object_id" not in schema:
+        return []
+    label_fields = [f"{field}.detections.tags" for field in DECIDED_LABEL_FIELDS if field in schema]
+    sightings: dict[tuple, list[tuple[str, frozenset]]] = {}
+    for sample_id, video, object_id, tags, *label_tags in zip(*samples.values(["id", "source_video", "object_id", "tags", *label_fields])):
+        if video is None or object_id is None:
+            continue
+        decided = {tag for tag in tags or () if decision_of_tag(tag)}
+        for labels in label_tags:
+            decided |= {tag for label in labels or () for tag in label or () if decision_of_tag(tag)}
+        sightings.setdefault((video, object_id), []).append((sample_id, frozenset(decided)))
+    carried = []
+    for seen in sightings.values():
+        if len({decided for _, decided in seen if decided}) == 1:
+            carried += [sample_id for sample_id, decided in seen if not decided]
+    return carried

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from cvtriage.cli import app
 from cvtriage.review.decisions import read_decisions
+from cvtriage.scan.store import review_queue, save_review_queues
 from cvtriage.synth.flight_log import TelemetryNoise
 from cvtriage.synth.site import SiteSpec
 from cvtriage.synth.video import FlyoverSpec
@@ -122,3 +123,6 @@ def test_a_decision_on_one_sighting_holds_for_the_objects_other_sightings():
     assert decisions[2].verdict == "confirmed" and "carried from event 1" in decisions[2].where
     assert 5 not in decisions and 6 not in decisions  # sightings decided two ways carry nothing over
     assert decisions[3].verdict == "not-object" and decisions[4].verdict == "confirmed"
+    # The review queue does not ask about a sighting whose object is decided: event 2.
+    save_review_queues(dataset)
+    assert sorted(review_queue(dataset).values("event_id")) == [5, 6]

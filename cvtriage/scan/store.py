@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import cv2
 
 from cvtriage.config import ScanConfig
-from cvtriage.decision_tags import EVENT_PATCH_FIELD, undecided_filter
+from cvtriage.decision_tags import EVENT_PATCH_FIELD, decided_by_another_sighting, undecided_filter
 from cvtriage.errors import CvtriageError
 from cvtriage.scan.keyframes import event_box_index, keyframe_name
 from cvtriage.scan.looks import index_looks, look_embedding
@@ -159,11 +159,13 @@ def store_scan_in_fiftyone(
 
 def save_review_queues(dataset: "fo.Dataset") -> None:
     """The saved views a reviewer works through: one patch per undecided event (its own box with
-    EVENT_PATCH_MARGIN of context), by teaching value, and the same grouped by look. Saved again
-    after decisions: a saved patches view keeps the patches it was saved with."""
+    EVENT_PATCH_MARGIN of context), by teaching value, and the same grouped by look; an event whose
+    object's other sightings are decided is not asked again. Saved again after decisions: a saved
+    patches view keeps the patches it was saved with."""
     from fiftyone import ViewField as F
 
-    undecided = dataset.match_tags(FLAGGED_TAG).match(undecided_filter())
+    events = dataset.match_tags(FLAGGED_TAG)
+    undecided = events.match(undecided_filter()).exclude(decided_by_another_sighting(events))
     schema = dataset.get_field_schema()
     fields = [name for name in PATCH_FIELDS if name in schema]
     if dataset.media_type and EVENT_PATCH_FIELD in schema:
