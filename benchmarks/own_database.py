@@ -12,8 +12,10 @@ import atexit
 import importlib.util
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -37,6 +39,9 @@ def start_own_database(prefix: str) -> Path:
     server = subprocess.Popen([str(mongod), "--dbpath", str(work / "db"), "--port", str(port), "--bind_ip", "127.0.0.1",
                                "--nounixsocket", "--logpath", str(work / "mongod.log")])  # fmt: skip
     atexit.register(lambda: (server.terminate(), server.wait(timeout=60)))  # runs before the rmtree above
+    # Stopped with SIGTERM (kill, a job scheduler), exit as from Ctrl-C so the above still runs
+    # and no mongod is left behind.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     os.environ["FIFTYONE_DATABASE_URI"] = f"mongodb://127.0.0.1:{port}"
     os.environ["FIFTYONE_DATABASE_NAME"] = work.name
     os.environ[OWN_DATABASE_FOLDER] = str(work)

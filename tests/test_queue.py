@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from cvtriage.scan.looks import group_looks, look_embedding
@@ -37,6 +39,17 @@ def test_unsure_long_conflicting_and_broken_tracks_teach_more():
     alone = teaching_values([rival_a], conf=0.3, fps=FPS, frame_size=FRAME)[4]
     assert values[4].priority > alone.priority  # a class flip is worth settling
     assert all(0 <= value.priority <= 1 and 0 <= value.uncertainty <= 1 for value in values.values())
+
+
+def test_a_proposal_its_cues_are_sure_of_comes_before_one_they_barely_see():
+    """A proposal (class `object`, no class known yet) teaches a class only where there is an
+    object: its cues' strength, not the model's doubt, puts it first. With `uncertainty` kept
+    for proposals as for model classes, the faint one would come first and this fails."""
+    strong, faint = (dataclasses.replace(event(i, 0, range(0, 60, 2), 10 + 300 * (i - 1), c), class_name="object")
+                     for i, c in ((1, 0.9), (2, 0.35)))  # fmt: skip
+    values = teaching_values([strong, faint], conf=0.3, fps=FPS, frame_size=FRAME)
+    assert values[1].priority > values[2].priority
+    assert values[2].uncertainty > values[1].uncertainty  # what the model's doubt alone would rank by
 
 
 def test_events_that_look_alike_share_a_look():

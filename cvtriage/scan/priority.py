@@ -7,7 +7,11 @@ event is worth more the more the model is unsure of it and the more frames it la
     priority = yield x (uncertainty + rival + fragment + BASE) / (3 + BASE)
 
 - uncertainty: the track's median confidence, 1 at the scan's threshold and 0 at 1.0: a
-  decision on an object the model is sure of confirms what it knows;
+  decision on an object the model is sure of confirms what it knows. A proposal (`--propose`,
+  class `object`) counts the other way, its certainty (1 - uncertainty): nothing about it is
+  known yet, and a decision teaches a class only where there is an object, which its cues'
+  strength says (on the cold-start benchmark's review flyovers, the queue's first 50 proposals
+  held 3 objects by uncertainty, 17 by certainty);
 - rival (0 or 1): another event of another class overlaps this one in some frame: the model
   flips between two classes on one object, and a decision settles which;
 - fragment (0 or 1): an event of the same class starts within FRAGMENT_GAP_S of this one's end
@@ -26,6 +30,7 @@ import numpy as np
 
 from cvtriage.boxes import boxes_overlap
 from cvtriage.config import HarvestConfig, load_harvest_config
+from cvtriage.decision_tags import PROPOSAL_CLASS
 from cvtriage.tracks import overlapping_in_frames, thin_track
 from cvtriage.types import Event
 
@@ -66,7 +71,8 @@ def teaching_values(
         )
         fragment = any(other.class_id == event.class_id and _continues(event, other, fps) for other in events if other is not event)
         distinct = len(thin_track(event, views, frame_size)) if event.track else 1
-        worth = (uncertainty + rival + fragment + BASE) / (3 + BASE)
+        doubt = 1 - uncertainty if event.class_name == PROPOSAL_CLASS else uncertainty
+        worth = (doubt + rival + fragment + BASE) / (3 + BASE)
         values[event.event_id] = TeachingValue(
             round((1 - math.exp(-distinct / YIELD_FRAMES)) * worth, 4), round(uncertainty, 4), rival, fragment, distinct
         )
