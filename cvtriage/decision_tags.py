@@ -66,25 +66,47 @@ def undecided_filter():
     return undecided
 
 
-def decided_by_another_sighting(samples) -> list[str]:
-    """The ids of the undecided event samples whose object (`object_id`: one thing on the ground,
-    seen on several passes of one video) has other sightings decided, all with the same tags:
-    harvest carries that decision to them (cvtriage.review.decisions.carried_to_sightings), so the
-    review queue does not ask again. Sightings decided two ways leave the rest in the queue."""
-    schema = samples.get_field_schema()
-    if "object_id" not in schema:
+def sightings(samples, fields: list[str]) -> list[list[tuple]]:
+    """The event samples grouped by the object on the ground they see (one `source_video`, one
+    `object_id`: the same thing seen on several passes), each sample the tuple of its `fields`'
+    values; none when the samples have no `object_id` (scans before it)."""
+    if "object_id" not in samples.get_field_schema():
         return []
+    groups: dict[tuple, list[tuple]] = {}
+    for video, object_id, *values in zip(*samples.values(["source_video", "object_id", *fields])):
+        if video is not None and object_id is not None:
+            groups.setdefault((video, int(object_id)), []).append(tuple(values))
+    return list(groups.values())
+
+
+def carried_decision(decisions: list, alike):
+    """The decision one object's decided sightings (the truthy items of `decisions`, one a
+    sighting) agree on by `alike(a, b)`, which holds for its undecided ones too; None when none
+    is decided or they were decided two ways. The one rule of the review queue (which does not
+    ask again) and of harvest (which carries the decision: cvtriage.review.decisions)."""
+    decided = [decision for decision in decisions if decision]
+    if decided and all(alike(decided[0], decision) for decision in decided[1:]):
+        return decided[0]
+    return None
+
+
+def decided_by_another_sighting(samples) -> list[str]:
+    """The ids of the undecided event samples whose object has other sightings decided, all with
+    the same tags (`carried_decision`): harvest carries that decision to them, so the review queue
+    does not ask again. Sightings decided two ways leave the rest in the queue."""
+    schema = samples.get_field_schema()
     label_fields = [f"{field}.detections.tags" for field in DECIDED_LABEL_FIELDS if field in schema]
-    sightings: dict[tuple, list[tuple[str, frozenset]]] = {}
-    for sample_id, video, object_id, tags, *label_tags in zip(*samples.values(["id", "source_video", "object_id", "tags", *label_fields])):
-        if video is None or object_id is None:
-            continue
-        decided = {tag for tag in tags or () if decision_of_tag(tag)}
-        for labels in label_tags:
-            decided |= {tag for label in labels or () for tag in label or () if decision_of_tag(tag)}
-        sightings.setdefault((video, object_id), []).append((sample_id, frozenset(decided)))
     carried = []
-    for seen in sightings.values():
-        if len({decided for _, decided in seen if decided}) == 1:
-            carried += [sample_id for sample_id, decided in seen if not decided]
+    for seen in sightings(samples, ["id", "tags", *label_fields]):
+        decided = [(sample_id, _decision_tags(tags, label_tags)) for sample_id, tags, *label_tags in seen]
+        if carried_decision([tags for _, tags in decided], frozenset.__eq__) is not None:
+            carried += [sample_id for sample_id, tags in decided if not tags]
     return carried
+
+
+def _decision_tags(tags, label_tags) -> frozenset:
+    """The decision tags of a sample: on it, and on its labels (each field's list of label tags)."""
+    decided = {tag for tag in tags or () if decision_of_tag(tag)}
+    for labels in label_tags:
+        decided |= {tag for label in labels or () for tag in label or () if decision_of_tag(tag)}
+    return frozenset(decided)

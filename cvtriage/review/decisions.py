@@ -29,7 +29,9 @@ from cvtriage.decision_tags import (
     SCAN_TAGS,
     VERDICTS,
     WRONG_CLASS,
+    carried_decision,
     decision_of_tag,
+    sightings,
 )
 from cvtriage.errors import CvtriageError
 
@@ -271,18 +273,12 @@ def carried_to_sightings(dataset, chosen: dict[tuple[str, int], Decision]) -> li
     """A decision on one sighting of an object (events of one video with one `object_id`: the same
     thing on the ground, seen on several passes) holds for its sightings nobody decided on. Sightings
     decided two ways carry nothing over: each keeps its own, the others stay undecided."""
-    if "object_id" not in dataset.get_field_schema():
-        return []
-    sightings: dict[tuple[str, int], list[tuple[str, int]]] = {}
-    for video, event_id, object_id in zip(*dataset.values(["source_video", "event_id", "object_id"])):
-        if video is not None and event_id is not None and object_id is not None:
-            sightings.setdefault((video, int(object_id)), []).append((video, int(event_id)))
     carried = []
-    for keys in sightings.values():
-        decided = [chosen[key] for key in keys if key in chosen]
-        if not decided or not all(decision.same_as(decided[0]) for decision in decided):
+    for seen in sightings(dataset, ["source_video", "event_id"]):
+        keys = [(video, int(event_id)) for video, event_id in seen if event_id is not None]
+        source = carried_decision([chosen.get(key) for key in keys], Decision.same_as)
+        if source is None:
             continue
-        source = decided[0]
         for video, event_id in keys:
             if (video, event_id) not in chosen:
                 where = f"carried from event {source.event_id} (the same object on the ground; {source.where})"
