@@ -46,6 +46,7 @@ from scoring import (
     followed_object,
     match_spans,
     reviewer_tag,
+    track_ious,
 )
 
 from cvtriage.config import load_harvest_config, load_scan_config, load_train_config
@@ -74,6 +75,8 @@ PLAYERS = {
            (674, 190), (675, 319), (670, 369), (855, 374), (681, 423), (660, 535)],
 }  # fmt: skip
 MARGIN = 4  # px: a hand-read centre is good to a few pixels
+# Why a truth object was missed (score_proposals).
+MISSED_BECAUSE = ("track went on to another object", "boxes off it", "not proposed")
 
 
 def propose(video: Path, weights: Path, out: Path, dataset: str | None) -> Path:
@@ -99,6 +102,16 @@ def score_proposals(folder: Path, truth: dict) -> dict[str, int]:
     for cue in ("detector", "motion", "contrast"):
         counts[f"found by {cue}"] = len({record["id"] for (iou, record), event in zip(followed, events)
                                          if iou >= REVIEWER_IOU and cue in event.cues})  # fmt: skip
+    # Why an object was missed: a track followed it but followed another object better (the
+    # tracker went on from one to the other), a track's boxes were off it, or nothing followed it.
+    closest: Counter = Counter()
+    for medians in (track_ious(event, truth) for event in events):
+        for object_id, iou in medians.items():
+            closest[object_id] = max(closest[object_id], iou)
+    for record in truth["objects"]:
+        if record["id"] not in found:
+            iou = closest[record["id"]]
+            counts[MISSED_BECAUSE[0 if iou >= REVIEWER_IOU else 1 if iou >= TRUTH_MIN_IOU else 2]] += 1
     return counts
 
 
@@ -127,7 +140,8 @@ def synthetic(args, weights: Path) -> None:
     print(f"found {found} of {objects} objects ({percent(found / objects)}; target >= 80%) with {totals['junk']} junk "
           f"events of {totals['events']} ({totals['junk'] / max(found, 1):.2f} per object found; target <= 5); "
           f"by keyframe: {totals['keyframe_found']} found; by cue: "
-          + ", ".join(f"{cue} {totals[f'found by {cue}']}" for cue in ("detector", "motion", "contrast")), flush=True)
+          + ", ".join(f"{cue} {totals[f'found by {cue}']}" for cue in ("detector", "motion", "contrast"))
+          + "; missed: " + ", ".join(f"{kind} {totals[kind]}" for kind in MISSED_BECAUSE), flush=True)  # fmt: skip
     if args.skip_turn:
         return
 

@@ -97,18 +97,25 @@ def span_seconds(span: EventSpan, fps: float) -> float:
     return (span.last_frame - span.first_frame + 1) / fps
 
 
-def followed_object(event: Event, truth: dict) -> tuple[float, dict | None]:
-    """(median IoU, object) of the truth object (a synthetic flyover's) the event's track follows best."""
-    best_iou, best = 0.0, None
+def track_ious(event: Event, truth: dict) -> dict[int, float]:
+    """Median IoU of the event's track with each truth object (a synthetic flyover's) it shares
+    frames with, by object id."""
+    medians = {}
     for record in truth["objects"]:
         boxes = {int(row[0]): row[1:5] for row in record["boxes"]}
         shared = [(point.box, boxes[point.frame]) for point in event.track if point.frame in boxes]
-        if not shared:
-            continue
-        median = statistics.median(float(iou_matrix([a], [b])[0, 0]) for a, b in shared)
-        if median > best_iou:
-            best_iou, best = median, record
-    return best_iou, best
+        if shared:
+            medians[record["id"]] = statistics.median(float(iou_matrix([a], [b])[0, 0]) for a, b in shared)
+    return medians
+
+
+def followed_object(event: Event, truth: dict) -> tuple[float, dict | None]:
+    """(median IoU, object) of the truth object the event's track follows best."""
+    medians = track_ious(event, truth)
+    best = max(medians, key=medians.get, default=None)
+    if best is None or medians[best] <= 0:
+        return 0.0, None
+    return medians[best], next(record for record in truth["objects"] if record["id"] == best)
 
 
 def reviewer_tag(event: Event, truth: dict) -> str:
