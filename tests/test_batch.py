@@ -173,6 +173,33 @@ def test_gpus_per_video_auto_shares_each_gpu_between_four_videos():
     assert gpus_per_video(0.5, 0, "cpu") == 0.5 and gpus_per_video(1, 4, "auto") == 1
 
 
+def test_a_request_no_node_can_run_names_itself_and_the_largest_node():
+    from cvtriage.batch.ray_tasks import unfit_request
+
+    nodes = [{"Alive": True, "Resources": {"CPU": 4.0, "GPU": 1.0}}, {"Alive": True, "Resources": {"CPU": 16.0}},
+             {"Alive": False, "Resources": {"CPU": 64.0, "GPU": 8.0}}]  # fmt: skip
+    assert unfit_request(4, 1, nodes) is None and unfit_request(8, 0, nodes) is None and unfit_request(1, 0.25, nodes) is None
+    assert unfit_request(8, 1, nodes) == "each video asks Ray for 8 CPUs and 1 GPU, and no node has that many (the largest: 4 CPUs, 1 GPU)"
+    assert unfit_request(32, 0, nodes).endswith("(the largest: 4 CPUs, 1 GPU)")  # the dead node counts for nothing
+    assert unfit_request(1, 0, []).endswith("(the largest: 0 CPUs, 0 GPUs)")
+
+
+def test_cli_a_batch_no_node_of_the_runtime_it_started_can_run_fails_in_one_line(flights, tmp_path):
+    """Ray would keep such tasks waiting for a node that, on a runtime started here, never comes."""
+    settings = tmp_path / "big-batch.yaml"
+    settings.write_text("cpus_per_video: 64\n")
+    out = tmp_path / "runs"
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}  # not the tests' runtime
+    result = subprocess.run(
+        [sys.executable, "-m", "cvtriage.cli", "scan", str(flights / "north.mp4"), str(flights / "south.mp4"), "--ray", "auto",
+         "--batch-config", str(settings), "--weights", "yolo11n.yaml", "--imgsz", "64", "--device", "cpu", "--no-dataset",
+         "--out", str(out)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    one_error_line(result, "--batch-config", "asks Ray for 64 CPUs", "the largest:", "lower cpus_per_video")
+    assert not list(out.glob("*/events.json")) and not (out / "batch.json").exists()  # nothing scanned, nothing reported
+
+
 # --- what the arguments name --------------------------------------------------------------------
 
 

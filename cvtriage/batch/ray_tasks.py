@@ -14,7 +14,9 @@ from __future__ import annotations
 import functools
 import logging
 import socket
+import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -32,16 +34,22 @@ from cvtriage.errors import CvtriageError
 GPU_SHARE_PER_VIDEO = 0.25
 
 
-def connect(address: str, settings: BatchConfig) -> bool:
+@dataclass(frozen=True)
+class Connection:
+    ended_here: bool  # this call connected, so the batch disconnects when it ends
+    local: bool  # a runtime this call started on this machine: no node joins it later
+
+
+def connect(address: str, settings: BatchConfig) -> Connection:
     """Join the Ray cluster at `address`, or for "auto" run `ray.init()` (which joins the cluster
-    of a Ray job, RAY_ADDRESS, or else starts a local runtime with this machine's cores).
-    Returns whether this call started the connection (and so should end it)."""
+    of a Ray job, RAY_ADDRESS, or the one `ray start` last started here, or else starts a local
+    runtime with this machine's cores)."""
     import ray
 
     if address != "auto":
         _check_listening(address, settings.connect_timeout_s)
     if ray.is_initialized():  # a caller's own ray.init() (a script, a test session): use it
-        return False
+        return Connection(ended_here=False, local=False)
     try:
         ray.init(
             address=None if address == "auto" else address,
@@ -52,7 +60,25 @@ def connect(address: str, settings: BatchConfig) -> bool:
     except (ConnectionError, RuntimeError, ValueError) as error:
         reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
         raise CvtriageError(f"--ray {address}: cannot join the Ray cluster ({reason})") from None
-    return True
+    # Whether ray.init() started the head node itself: Ray says so only on its private node object
+    # (a Ray without it reads as a cluster joined: a warning where an error was due, nothing worse).
+    node = getattr(sys.modules.get("ray._private.worker"), "_global_node", None)
+    return Connection(ended_here=True, local=bool(getattr(node, "head", False)))
+
+
+def unfit_request(cpus: float, gpus: float, nodes: list[dict]) -> str | None:
+    """Why no alive node of `ray.nodes()` can run one video's task, or None when one can."""
+    totals = [node.get("Resources", {}) for node in nodes if node.get("Alive")]
+    if any(res.get("CPU", 0) >= cpus and res.get("GPU", 0) >= gpus for res in totals):
+        return None
+    largest = max(totals, key=lambda res: (res.get("GPU", 0), res.get("CPU", 0)), default={})
+    asked = _count(cpus, "CPU") + (f" and {_count(gpus, 'GPU')}" if gpus else "")
+    return (f"each video asks Ray for {asked}, and no node has that many "
+            f"(the largest: {_count(largest.get('CPU', 0), 'CPU')}, {_count(largest.get('GPU', 0), 'GPU')})")  # fmt: skip
+
+
+def _count(amount: float, unit: str) -> str:
+    return f"{amount:g} {unit}{'' if amount == 1 else 's'}"
 
 
 def _check_listening(address: str, timeout_s: float) -> None:
@@ -108,19 +134,33 @@ def gpus_per_video(setting: float | str, cluster_gpus: float, device: str) -> fl
 
 
 def scan_videos(
-    sources: list[Path], settings: ScanConfig, recipe: ModelRecipe, batch: BatchConfig
+    sources: list[Path], settings: ScanConfig, recipe: ModelRecipe, batch: BatchConfig, local: bool
 ) -> Iterator[VideoOutcome]:
-    """Submit one task per source; yield each outcome as its task finishes."""
+    """Submit one task per source, now; the outcomes come as the tasks finish. A task no node can
+    run waits for one that can: on a runtime started here (`local`) none ever joins, so that fails
+    at once in one line; a cluster may gain one (an autoscaler's), so a warning says why nothing
+    moves."""
     import ray
-    from ray.exceptions import RayError
 
     gpus = gpus_per_video(batch.gpus_per_video, ray.cluster_resources().get("GPU", 0), settings.device)
+    unfit = unfit_request(batch.cpus_per_video, gpus, ray.nodes()) if sources else None
+    if unfit and local:
+        raise CvtriageError(f"--batch-config: {unfit} on the Ray runtime started here: lower cpus_per_video or gpus_per_video")
+    if unfit:
+        logging.getLogger(__name__).warning(f"--batch-config: {unfit}: the videos wait until a node that has them joins the cluster")
     # max_calls=0: workers are reused across videos even with GPUs (Ray's default for GPU tasks
     # is one call per worker), so each keeps its loaded model.
     task = ray.remote(max_calls=0)(_scan_task).options(
         num_cpus=batch.cpus_per_video, num_gpus=gpus, max_retries=batch.max_retries
     )
-    pending = {task.remote(str(source), settings, recipe): source for source in sources}
+    return _outcomes({task.remote(str(source), settings, recipe): source for source in sources})
+
+
+def _outcomes(pending: dict) -> Iterator[VideoOutcome]:
+    """Each submitted task's outcome, as it finishes."""
+    import ray
+    from ray.exceptions import RayError
+
     while pending:
         [done], _ = ray.wait(list(pending), num_returns=1)
         source = pending.pop(done)

@@ -71,16 +71,16 @@ def run_batch(
         check_scan_dataset(settings.dataset)  # before scanning, not after
         check_decisions_kept(settings, to_scan)
 
-    started_ray = False
-    if ray_address is not None:
-        started_ray = ray_tasks.connect(ray_address, batch)
-        runner = ray_tasks.describe_cluster()
-        scans = ray_tasks.scan_videos(to_scan, settings, recipe, batch)
-    else:
-        runner = "one process"
-        scans = _scan_here(to_scan, settings, recipe)
+    connection = None
     frames = 0
     try:
+        if ray_address is not None:
+            connection = ray_tasks.connect(ray_address, batch)
+            runner = ray_tasks.describe_cluster()
+            scans = ray_tasks.scan_videos(to_scan, settings, recipe, batch, local=connection.local)
+        else:
+            runner = "one process"
+            scans = _scan_here(to_scan, settings, recipe)
         on_progress(0, len(to_scan), "")
         for done, outcome in enumerate(scans, start=1):
             fault_point("batch-scanned")  # a video scanned, its results folder written, nothing stored
@@ -90,7 +90,7 @@ def run_batch(
             rate = frames / max(time.perf_counter() - started, 1e-6)
             on_progress(done, len(to_scan), f"{rate:.0f} frames/s")
     finally:
-        if started_ray:
+        if connection is not None and connection.ended_here:
             ray_tasks.disconnect()
     ordered = [outcomes[Path(source).resolve()] for source in sources.paths]
     ordered += [VideoOutcome(Path(entry), "missing", reason) for entry, reason in sources.missing]
