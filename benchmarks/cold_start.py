@@ -53,6 +53,7 @@ from cvtriage.config import load_harvest_config, load_scan_config, load_train_co
 from cvtriage.database import connect_database
 from cvtriage.decision_tags import CLASS_PREFIX, NOT_OBJECT
 from cvtriage.review.teach import TurnSettings, teach
+from cvtriage.scan.looks import LOOK_FIELD
 from cvtriage.scan.pipeline import run_scan
 from cvtriage.scan.results import read_scan_run
 
@@ -142,14 +143,21 @@ def synthetic(args, weights: Path) -> None:
           f"by keyframe: {totals['keyframe_found']} found; by cue: "
           + ", ".join(f"{cue} {totals[f'found by {cue}']}" for cue in ("detector", "motion", "contrast"))
           + "; missed: " + ", ".join(f"{kind} {totals[kind]}" for kind in MISSED_BECAUSE), flush=True)  # fmt: skip
-    if args.skip_turn:
-        return
 
     dataset = fo.load_dataset(DATASET)
     runs = {str(video.resolve()): read_scan_run(BENCH_DIR / "review" / video.stem) for video in review}
     truths = {str(video.resolve()): truth_of(video) for video in review}
-    ids, videos, event_ids = dataset.values(["id", "source_video", "event_id"])
+    ids, videos, event_ids, looks = dataset.values(["id", "source_video", "event_id", LOOK_FIELD])
     tags = {sid: reviewer_tag(runs[v].events[e], truths[v]) for sid, v, e in zip(ids, videos, event_ids)}
+    # "All like this" on a look mostly of junk, as not-object, would also dispose of its objects.
+    by_look: dict = {}
+    for sid, look in zip(ids, looks):
+        by_look.setdefault(look, []).append(tags[sid] != NOT_OBJECT)
+    in_junk_looks = sum(sum(group) for group in by_look.values() if sum(group) < len(group) / 2)
+    print(f"looks: {len(by_look)} for {len(ids)} events, {sum(len(g) == 1 for g in by_look.values())} of one event; "
+          f"{in_junk_looks} of {sum(map(sum, by_look.values()))} events on an object are in a look mostly of junk", flush=True)  # fmt: skip
+    if args.skip_turn:
+        return
     order = queue_order(dataset)
     decide(dataset, order, args.decisions, tags)
     taken = verdict_counts(tags[sid] for sid in order[: args.decisions])
