@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from cvtriage.batch.types import ModelRecipe, VideoOutcome
 from cvtriage.batch.worker import scan_video
 from cvtriage.config import BatchConfig, ScanConfig
-from cvtriage.errors import CvtriageError
+from cvtriage.errors import CvtriageError, first_line
 
 # A quarter of a GPU per video (batch.yaml's gpus_per_video: auto), so four videos share each GPU.
 # A GPU scan's pace is its video's decoding, on the CPU, not the model's: the one scan measured on
@@ -58,7 +58,7 @@ def connect(address: str, settings: BatchConfig) -> Connection:
             logging_level=logging.ERROR,  # not its banner and notices: the batch prints its own summary
         )
     except (ConnectionError, RuntimeError, ValueError) as error:
-        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        reason = first_line(error)
         raise CvtriageError(f"--ray {address}: cannot join the Ray cluster ({reason})") from None
     # Whether ray.init() started the head node itself: Ray says so only on its private node object
     # (a Ray without it reads as a cluster joined: a warning where an error was due, nothing worse).
@@ -167,5 +167,5 @@ def _outcomes(pending: dict) -> Iterator[VideoOutcome]:
         try:
             yield ray.get(done)
         except RayError as error:  # the task's worker died more often than max_retries allows
-            reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+            reason = first_line(error)
             yield VideoOutcome(source, "failed", f"{type(error).__name__} on Ray: {reason}")

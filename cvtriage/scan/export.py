@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from cvtriage.config import ScanConfig
-from cvtriage.errors import CvtriageError
+from cvtriage.errors import CvtriageError, first_line
 from cvtriage.logs import quieted
 from cvtriage.models import load_model
 from cvtriage.paths import PACKAGE_DIR
@@ -181,7 +181,7 @@ def _make_export(weights: Path, digest: str, scratch: Path, final: Path) -> Path
             warnings.simplefilter("ignore")  # torch.jit.trace's deprecation notices
             exported = YOLO(str(copy), task="detect").export(format="openvino", imgsz=TRACE_SIZE, dynamic=True, batch=1)
     except Exception as error:  # Ultralytics and OpenVINO raise many types
-        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        reason = first_line(error)
         raise CvtriageError(f"{weights}: OpenVINO export failed ({reason}); pass --no-export to use PyTorch") from None
     made = Path(exported)
     files = {path.name: path.stat().st_size for path in made.iterdir() if path.is_file()}

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from cvtriage.config import ScanConfig
-from cvtriage.errors import CvtriageError
+from cvtriage.errors import CvtriageError, first_line
 from cvtriage.models import resolve_device
 from cvtriage.progress import ProgressCallback, no_progress
 from cvtriage.scan.engine import ScanResult, scan_source
@@ -105,7 +105,7 @@ def store_results(result: ScanResult, settings: ScanConfig) -> None:
             result.class_names, result.teaching,
         )  # fmt: skip
     except _database_failures() as error:
-        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        reason = first_line(error)
         raise CvtriageError(
             f"{result.out_dir}: the results are written, but storing them in FiftyOne dataset '{settings.dataset}' "
             f"failed ({reason}); store them later with: cvtriage store {result.out_dir} --dataset {settings.dataset}"

@@ -22,7 +22,7 @@ from typing import Any, Iterator
 import yaml
 
 from cvtriage.config import TrainConfig
-from cvtriage.errors import CvtriageError
+from cvtriage.errors import CvtriageError, first_line
 from cvtriage.files import replaced_on_success, write_text_atomic
 from cvtriage.labels.yolo import YoloDataset, read_yolo_dataset, require_readable_labels
 from cvtriage.logs import quieted
@@ -342,7 +342,7 @@ def export_model(best: Path, formats: list[str], imgsz: int) -> dict[str, Path]:
             try:
                 exported = load_model(best).export(format=export_format, imgsz=imgsz, device="cpu")
             except Exception as error:  # Ultralytics raises many types for a failed conversion
-                reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+                reason = first_line(error)
                 raise CvtriageError(f"{best}: trained, but the {export_format} export failed ({reason})") from None
         exports[export_format] = Path(exported)
     return exports
