@@ -43,7 +43,7 @@ from scoring import (
     REVIEWER_IOU,
     TRUTH_MIN_IOU,
     EventSpan,
-    followed_object,
+    best_followed,
     match_spans,
     reviewer_tag,
     track_ious,
@@ -93,7 +93,8 @@ def propose(video: Path, weights: Path, out: Path, dataset: str | None) -> Path:
 def score_proposals(folder: Path, truth: dict) -> dict[str, int]:
     """Truth objects found (by track, by keyframe), events, junk events, and objects found by each cue."""
     events = list(read_scan_run(folder).events.values())
-    followed = [followed_object(event, truth) for event in events]
+    medians = [track_ious(event, truth) for event in events]
+    followed = [best_followed(ious, truth) for ious in medians]
     found = {record["id"] for iou, record in followed if iou >= REVIEWER_IOU}
     spans = [dataclasses.replace(EventSpan.of_event(event), class_name="object") for event in events]
     truths = [dataclasses.replace(EventSpan.of_truth(record), class_name="object") for record in truth["objects"]]
@@ -106,8 +107,8 @@ def score_proposals(folder: Path, truth: dict) -> dict[str, int]:
     # Why an object was missed: a track followed it but followed another object better (the
     # tracker went on from one to the other), a track's boxes were off it, or nothing followed it.
     closest: Counter = Counter()
-    for medians in (track_ious(event, truth) for event in events):
-        for object_id, iou in medians.items():
+    for ious in medians:
+        for object_id, iou in ious.items():
             closest[object_id] = max(closest[object_id], iou)
     for record in truth["objects"]:
         if record["id"] not in found:

@@ -111,7 +111,11 @@ def track_ious(event: Event, truth: dict) -> dict[int, float]:
 
 def followed_object(event: Event, truth: dict) -> tuple[float, dict | None]:
     """(median IoU, object) of the truth object the event's track follows best."""
-    medians = track_ious(event, truth)
+    return best_followed(track_ious(event, truth), truth)
+
+
+def best_followed(medians: dict[int, float], truth: dict) -> tuple[float, dict | None]:
+    """followed_object from a track's `track_ious`."""
     best = max(medians, key=medians.get, default=None)
     if best is None or medians[best] <= 0:
         return 0.0, None
