@@ -6,10 +6,12 @@ with the demo model (PyTorch, not its export: the export has no feature maps) in
 Each event's true class: the truth object its track follows (median IoU >= 0.5, the simulated
 reviewer's test); an event that follows none is junk. A *query* is every event a reviewer would
 confirm (on an object of its own class). For a query of class c with n other events of class c
-(all videos, the query left out), its figure is the share of the top min(k, n) of the ranking
-that is of class c: 1.0 is the best possible whatever n (with n > k, no ranking can hold more
-than k of them in its top k). Per class, the mean over its queries; overall, over all queries.
-Target: >= 80% at k = 20.
+(all videos, the query left out), two figures, each 1.0 at best whatever n (with n > k no ranking
+holds more than k of them in its top k), per class the mean over its queries, overall over all:
+- *in the top k*, the issue's measure: the share of those n events that the top k holds (of at
+  most k). Target: >= 80% at k = 20. A random ranking scores k / (events - 1) on average (n <= k);
+- *the top min(k, n)*, stricter: the share of the top min(k, n) slots that is of class c (n = 6
+  other antennas need the top 6 to be antennas, not merely the top 20 to hold them).
 
 The headline ranking is the shipped one: `more_like_this` on the stored index (brain key
 `features`). The variants (the same scans, the same queries, cosine rankings in numpy) show what
@@ -49,9 +51,10 @@ DATASET = "cvtriage-bench-more-like-this"
 LEVEL_NAMES = ("P3 (stride 8)", "P4 (stride 16)", "P5 (stride 32)")  # the demo model's Detect head
 
 
-def score(ranked: dict[int, list[int]], truth_class: list[str | None], queries: list[int], k: int) -> dict[str, float]:
-    """Per class and overall ("all"): the mean share of the top min(k, n) slots of each query's
-    ranking (event numbers, the query left out) held by its class (see the module's docstring)."""
+def score(ranked: dict[int, list[int]], truth_class: list[str | None], queries: list[int], k: int, top_k: bool = False) -> dict[str, float]:
+    """Per class and overall ("all"), the mean over the queries of each ranking (event numbers,
+    the query left out) of the share of the top min(k, n) slots held by its class, or with
+    `top_k` of the share of its class's n other events in the top k (see the module's docstring)."""
     per_class: dict[str, list[float]] = defaultdict(list)
     for query in queries:
         cls = truth_class[query]
@@ -59,7 +62,8 @@ def score(ranked: dict[int, list[int]], truth_class: list[str | None], queries: 
         if n == 0:
             continue
         slots = min(k, n)
-        per_class[cls].append(sum(truth_class[other] == cls for other in ranked[query][:slots]) / slots)
+        top = ranked[query][: k if top_k else slots]
+        per_class[cls].append(sum(truth_class[other] == cls for other in top) / slots)
     figures = {cls: float(np.mean(values)) for cls, values in sorted(per_class.items())}
     figures["all"] = float(np.mean([value for values in per_class.values() for value in values]))
     return figures
@@ -184,15 +188,19 @@ def report(variants, videos, events, truth_class, queries, k: int, scan_s: float
     """The table: each ranking's share of the top min(k, n) on the query's class, per class and overall."""
     classes = sorted({c for c in truth_class if c is not None})
     print(f"{len(videos)} flyovers, {len(events)} events ({sum(c is None for c in truth_class)} junk), "
-          f"{len(queries)} queries (events a reviewer confirms); share of the top min({k}, n) slots of the "
-          f"query's class; scans {scan_s:.1f} s")  # fmt: skip
+          f"{len(queries)} queries (events a reviewer confirms); scans {scan_s:.1f} s")  # fmt: skip
     counts = {cls: sum(c == cls for c in truth_class) for cls in classes}
-    print(f"{'ranking':52s} " + " ".join(f"{cls[:12]:>12s}" for cls in classes) + f" {'overall':>8s}")
-    print(f"{'(events of the class)':52s} " + " ".join(f"{counts[cls]:12d}" for cls in classes))
-    for name, ranking in variants:
-        figures = score(ranking, truth_class, queries, k)
-        print(f"{name:52s} " + " ".join(f"{percent(figures.get(cls, float('nan'))):>12s}" for cls in classes)
-              + f" {percent(figures['all']):>8s}")  # fmt: skip
+    for top_k, title in ((True, f"of the class's other events, the share in the top {k} (the issue's measure; target >= 80%)"),
+                         (False, f"of the top min({k}, n) slots, the share of the query's class (stricter)")):  # fmt: skip
+        print(title)
+        print(f"{'ranking':52s} " + " ".join(f"{cls[:12]:>12s}" for cls in classes) + f" {'overall':>8s}")
+        print(f"{'(events of the class)':52s} " + " ".join(f"{counts[cls]:12d}" for cls in classes))
+        for name, ranking in variants:
+            figures = score(ranking, truth_class, queries, k, top_k)
+            print(f"{name:52s} " + " ".join(f"{percent(figures.get(cls, float('nan'))):>12s}" for cls in classes)
+                  + f" {percent(figures['all']):>8s}")  # fmt: skip
+    print(f"a random ranking holds on average {percent(min(k, len(events) - 1) / (len(events) - 1)).strip()} of a class's other "
+          f"events in its top {k} (a class of at most {k} others)")  # fmt: skip
 
 
 def _level(vectors: np.ndarray, levels: int, number: int) -> np.ndarray:
