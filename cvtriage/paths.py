@@ -1,6 +1,8 @@
 """Where cvtriage's own files are: those that ship inside the package, found from it (a wheel
-install has no source tree), and a source checkout's pre-0.2 settings."""
+install has no source tree), what it makes once and keeps in the user's cache folder, and a
+source checkout's pre-0.2 settings."""
 
+import os
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -16,3 +18,9 @@ REVIEW_PLUGIN_DIR = PACKAGE_DIR / "review" / "plugin"
 # checkout (a wheel install sits in site-packages, where a configs/ folder is someone else's).
 _CHECKOUT = PACKAGE_DIR.parent
 OLD_CONFIG_DIR = _CHECKOUT / "configs" if (_CHECKOUT / "pyproject.toml").is_file() else None
+
+
+def user_cache_dir() -> Path:
+    """cvtriage's folder in the user's cache folder ($XDG_CACHE_HOME, else ~/.cache): what is made
+    once and kept (OpenVINO exports of read-only weights, the App's plugins folder)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cvtriage"

@@ -322,3 +322,36 @@ def test_exported_labels_train_with_ultralytics(labelled_dataset, tmp_path):
     # Ultralytics validated on the exported val split and read its class ids as written:
     # val_0 has a truck, val_1 a boat and a truck (car=0, person=1, boat=2, truck=3).
     assert metrics.nt_per_class.tolist() == [0, 0, 1, 2]
+
+
+def test_the_users_own_plugins_stay_beside_the_review_plugin(tmp_path, monkeypatch, caplog):
+    """`cvtriage app` points FiftyOne at one plugins folder: the user's own plugins are linked into it
+    beside cvtriage's, and FiftyOne's own discovery finds both."""
+    import fiftyone.plugins as fop
+    import yaml
+
+    from cvtriage.paths import REVIEW_PLUGIN_DIR
+    from cvtriage.review.app import register_review_plugin
+
+    ours = yaml.safe_load((REVIEW_PLUGIN_DIR / "fiftyone.yml").read_text())["name"]
+    mine = tmp_path / "my-plugins"
+    (mine / "hello").mkdir(parents=True)
+    (mine / "hello" / "fiftyone.yml").write_text('name: "@me/hello"\ntype: plugin\n')
+    monkeypatch.setenv("FIFTYONE_PLUGINS_DIR", str(mine))
+    monkeypatch.setattr(fo.config, "plugins_dir", str(mine))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for _ in range(2):  # a second App start finds the links in place
+        monkeypatch.setattr(fo.config, "plugins_dir", str(mine))
+        register_review_plugin()
+        names = {plugin.name for plugin in fop.list_plugins(enabled="all")}
+        assert {ours, "@me/hello"} <= names
+        assert fo.config.plugins_dir.startswith(str(tmp_path / "cache" / "cvtriage" / "plugins"))
+    assert not any(caplog.records)
+
+    # Where no link can be made (the cache folder inside the user's plugins folder: a loop), ours alone, said.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(mine / "cache"))
+    monkeypatch.setattr(fo.config, "plugins_dir", str(mine))
+    register_review_plugin()
+    assert fo.config.plugins_dir == str(REVIEW_PLUGIN_DIR)
+    assert {plugin.name for plugin in fop.list_plugins(enabled="all")} >= {ours}
+    assert "not your plugins folder" in caplog.text and "lies inside it" in caplog.text

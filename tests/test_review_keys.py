@@ -4,6 +4,7 @@ decisions made. Prints the browser actions (clicks + key presses) per decided ev
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from square_video import Square, SquareDetector, write_square_video
 from test_review import CHROMIUM, _free_port, _wait_for_url, app_page, stop_app
 
 from cvtriage.config import load_scan_config
+from cvtriage.paths import REVIEW_PLUGIN_DIR
 from cvtriage.review.decisions import read_decisions
 from cvtriage.scan.pipeline import run_scan
 from cvtriage.scan.priority import REVIEW_QUEUE_VIEW
@@ -73,8 +75,12 @@ def test_twenty_events_decided_with_keys_are_what_harvest_reads(square_scan, tmp
     assert events == 24 and len(set(dataset.values("look"))) == 2
     port = _free_port()
     command = [sys.executable, "-m", "cvtriage.cli", "app", dataset.name, "--port", str(port), "--view", REVIEW_QUEUE_VIEW]
+    # A plugins folder of the user's own: the App gets links to it and to the review plugin, whose keys must work through them.
+    (tmp_path / "my-plugins" / "hello").mkdir(parents=True)
+    (tmp_path / "my-plugins" / "hello" / "fiftyone.yml").write_text('name: "@me/hello"\ntype: plugin\n')
+    environment = {**os.environ, "FIFTYONE_PLUGINS_DIR": str(tmp_path / "my-plugins"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
     with (tmp_path / "app.log").open("w") as log:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True, env=environment)
     expected: dict[int, tuple[str, str | None]] = {}
     try:
         url = _wait_for_url(process, timeout=180)
@@ -162,3 +168,5 @@ def test_twenty_events_decided_with_keys_are_what_harvest_reads(square_scan, tmp
     print(f"\n{DECISIONS} events decided with {actions} browser actions (clicks + key presses): "
           f"{per_event:.2f} per event (target <= {ACTIONS_PER_EVENT}: {'met' if per_event <= ACTIONS_PER_EVENT else 'not met'})")  # fmt: skip
     assert per_event <= ACTIONS_PER_EVENT
+    links = {link.name: link.resolve() for link in (tmp_path / "cache").glob("cvtriage/plugins/*/*")}
+    assert links == {"cvtriage-review": REVIEW_PLUGIN_DIR.resolve(), "yours": (tmp_path / "my-plugins").resolve()}

@@ -8,6 +8,7 @@ annotation API); cvtriage.review.export writes corrected labels back as a YOLO d
 from __future__ import annotations
 
 import errno
+import hashlib
 import ipaddress
 import logging
 import os
@@ -21,8 +22,8 @@ from pathlib import Path
 import fiftyone as fo
 import fiftyone.core.service as fos
 
-from cvtriage.errors import CvtriageError
-from cvtriage.paths import REVIEW_PLUGIN_DIR
+from cvtriage.errors import CvtriageError, first_line
+from cvtriage.paths import REVIEW_PLUGIN_DIR, user_cache_dir
 from cvtriage.review.app_decisions import refresh_review_queues
 from cvtriage.scan.priority import REVIEW_QUEUE_VIEW
 
@@ -30,6 +31,8 @@ DEFAULT_PORT = 5151
 LOOPBACK = "127.0.0.1"
 # Loggers that print FiftyOne's own launch banner and ssh advice; the CLI prints its own.
 _SESSION_LOGGERS = ("fiftyone.core.session.session", "fiftyone.core.session")
+# The links in the App's plugins folder when the user has one of their own (plugins_beside).
+REVIEW_PLUGIN_LINK, USER_PLUGINS_LINK = "cvtriage-review", "yours"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -79,15 +82,41 @@ def load_review_dataset(name: str | None = None) -> fo.Dataset:
 def register_review_plugin() -> None:
     """Point FiftyOne at the review plugin shipped in the package (decide with a key), for this
     process and the App server it starts (which reads its settings from the environment). FiftyOne
-    takes one plugins folder: one of the user's holding plugins is replaced, with a warning."""
+    takes one plugins folder: where the user has one holding plugins, the App gets a folder of links
+    to both (`plugins_beside`), so theirs stay at hand; where links cannot be made, ours alone, with
+    a warning."""
     folder = str(REVIEW_PLUGIN_DIR)
     own = fo.config.plugins_dir
     if own and os.path.realpath(own) != os.path.realpath(folder) and any(Path(own).rglob("fiftyone.y*ml")):
-        logging.getLogger("cvtriage").warning(
-            "the App uses cvtriage's review plugin folder, not your plugins folder %s, while cvtriage app runs", own
-        )
+        try:
+            folder = str(plugins_beside(Path(own)))
+        except OSError as error:
+            logging.getLogger("cvtriage").warning(
+                "the App uses cvtriage's review plugin folder, not your plugins folder %s, while cvtriage app runs (%s)",
+                own, first_line(error),
+            )  # fmt: skip
     os.environ["FIFTYONE_PLUGINS_DIR"] = folder
     fo.config.plugins_dir = folder
+
+
+def plugins_beside(own: Path) -> Path:
+    """A plugins folder holding a link to cvtriage's review plugin and one to the user's plugins
+    folder `own` (FiftyOne follows links when it looks for plugins), in cvtriage's cache folder, one
+    per folder of the user's. Each link is swapped in whole, so two Apps starting at once agree."""
+    target = Path(os.path.realpath(own))
+    folder = user_cache_dir() / "plugins" / hashlib.sha256(str(target).encode()).hexdigest()[:12]
+    if folder.resolve().is_relative_to(target):
+        raise OSError(f"cvtriage's cache folder {folder} lies inside it")  # a link to it would loop
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, destination in ((REVIEW_PLUGIN_LINK, REVIEW_PLUGIN_DIR), (USER_PLUGINS_LINK, target)):
+        link = folder / name
+        if link.is_symlink() and os.path.realpath(link) == os.path.realpath(destination):
+            continue
+        swap = folder / f".{name}-{os.getpid()}"  # hidden: FiftyOne skips it should it be left
+        swap.unlink(missing_ok=True)
+        swap.symlink_to(destination, target_is_directory=True)
+        os.replace(swap, link)
+    return folder
 
 
 @dataclass

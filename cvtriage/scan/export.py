@@ -36,7 +36,7 @@ from cvtriage.config import ScanConfig
 from cvtriage.errors import CvtriageError, first_line
 from cvtriage.logs import quieted
 from cvtriage.models import load_model
-from cvtriage.paths import PACKAGE_DIR
+from cvtriage.paths import PACKAGE_DIR, user_cache_dir
 from cvtriage.scan.backends.openvino import thread_share_config
 
 logger = logging.getLogger(__name__)
@@ -111,11 +111,6 @@ def backend_identity() -> str:
     return f"{export_recipe()}, CPU {'bf16' if bf16 else 'f32'}"
 
 
-def user_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "cvtriage" / "exports"
-
-
 def export_name(weights: Path, digest: str) -> str:
     recipe = hashlib.sha256(export_recipe().encode()).hexdigest()
     return f"{weights.stem}-{digest[:12]}-{recipe[:8]}{SUFFIX}"
@@ -145,7 +140,7 @@ def cached_export(weights: str | Path) -> Path:
     # Beside the weights, where a team's shared weights folder shares the export too; never inside
     # the installed package (the shipped demo model), which `pip uninstall` would leave behind.
     shipped = weights.resolve().is_relative_to(PACKAGE_DIR)
-    places = [user_cache_dir()] if shipped else [weights.parent / EXPORTS_DIR, user_cache_dir()]
+    places = [user_cache_dir() / "exports"] if shipped else [weights.parent / EXPORTS_DIR, user_cache_dir() / "exports"]
     for place in places:
         if is_complete(place / name, digest):
             logger.info("OpenVINO export of %s (cached in %s)", weights, place / name)
