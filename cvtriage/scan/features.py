@@ -181,13 +181,14 @@ def keyframe_features(weights: str, events: list[Event], keyframes: Mapping[int,
     tap = BoxFeatureTap.for_module(model.predictor.model)
     if tap is None:
         return None
-    means = []
-    for event in events:
+    means = {}
+    for event in sorted(events, key=lambda event: event.best_frame):  # the keyframes in one pass over the video
         image = keyframes[event.event_id]
         tap.start()
         model.predict([image], imgsz=imgsz, device=device, verbose=False)  # for the maps: the box is the event's own
         vectors = tap.take([np.asarray([event.best_box_xyxy], np.float32)], [image.shape[:2]])[0]
         if not vectors.shape[1]:
             return None
-        means.append(vectors[0])
-    return ScanFeatures(np.stack(means).astype(np.float32), np.zeros((0, len(means[0])), np.float16))
+        means[event.event_id] = vectors[0]
+    rows = np.stack([means[event.event_id] for event in events]).astype(np.float32)
+    return ScanFeatures(rows, np.zeros((0, rows.shape[1]), np.float16))
