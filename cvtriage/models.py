@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from cvtriage import OMP_NUM_THREADS_AT_START
-from cvtriage.errors import CvtriageError
+from cvtriage.errors import CvtriageError, first_line
 from cvtriage.paths import DEMO_WEIGHTS_NAME
 
 # Names Ultralytics downloads by itself when they are not a local file.
@@ -72,8 +72,7 @@ def load_model(weights: str | Path, task: str = "detect"):
                 f"{weights}: could not download these weights (offline?); pass local weights "
                 f"with --weights PATH, or the demo model shipped with cvtriage: --weights {DEMO_WEIGHTS_NAME}"
             ) from None
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CvtriageError(f"{weights}: cannot load these weights ({reason[:200]})") from None
+        raise CvtriageError(f"{weights}: cannot load these weights ({first_line(error)})") from None
     if model.task != task:
         raise CvtriageError(f"{weights}: a {model.task} model, expected a {task} model")
     return model

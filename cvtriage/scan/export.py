@@ -140,7 +140,8 @@ def cached_export(weights: str | Path) -> Path:
     # Beside the weights, where a team's shared weights folder shares the export too; never inside
     # the installed package (the shipped demo model), which `pip uninstall` would leave behind.
     shipped = weights.resolve().is_relative_to(PACKAGE_DIR)
-    places = [user_cache_dir() / "exports"] if shipped else [weights.parent / EXPORTS_DIR, user_cache_dir() / "exports"]
+    user_exports = user_cache_dir() / "exports"
+    places = [user_exports] if shipped else [weights.parent / EXPORTS_DIR, user_exports]
     for place in places:
         if is_complete(place / name, digest):
             logger.info("OpenVINO export of %s (cached in %s)", weights, place / name)
