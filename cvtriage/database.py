@@ -36,7 +36,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from cvtriage.errors import CvtriageError
+from cvtriage.errors import CvtriageError, first_line
 from cvtriage.logs import quieted
 
 CONNECT_TIMEOUT_S = 5.0
@@ -87,8 +87,7 @@ def connect_database() -> None:
             f"{CONNECT_TIMEOUT_S:.0f} s: is its mongod running and reachable from here?"
         ) from None
     except PyMongoError as error:
-        reason = str(error).splitlines()[0][:200] if str(error).strip() else type(error).__name__
-        reason = reason.replace(uri, redacted_uri(uri))  # pymongo may quote the URI back
+        reason = first_line(error).replace(uri, redacted_uri(uri))  # pymongo may quote the URI back
         raise CvtriageError(f"the FiftyOne database at {redacted_uri(uri)} (FIFTYONE_DATABASE_URI): {reason}") from None
     from fiftyone.core.odm import database
 
@@ -134,7 +133,7 @@ def _connect_local_database(database_dir: Path) -> None:
     except OSError as error:  # a folder that cannot be written, a database of another FiftyOne version
         raise CvtriageError(f"FiftyOne's local database ({database_dir}): {error.strerror or error}") from None
     except PyMongoError as error:  # its mongod stopped between listening and answering
-        raise CvtriageError(f"FiftyOne's local database ({database_dir}): {str(error).splitlines()[0][:200]}") from None
+        raise CvtriageError(f"FiftyOne's local database ({database_dir}): {first_line(error)}") from None
 
 
 def _answers(port: int) -> bool:
