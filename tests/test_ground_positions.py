@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ground_positions import REALISTIC, errors_m, flight_files, place_oracle
+from ground_positions import REALISTIC, errors_m, flight_files, oracle_records, place_oracle
 
+from cvtriage.config import load_scan_config
 from cvtriage.errors import CvtriageError
 from cvtriage.synth.flight_log import TelemetryNoise
 from cvtriage.synth.video import FlyoverSpec, build_flyover
@@ -16,6 +17,8 @@ from cvtriage.telemetry.camera import camera_in_metadata, camera_named, intrinsi
 from cvtriage.telemetry.ground import radius_90, ray_to_ground
 from cvtriage.telemetry.log_checks import log_disagreements
 from cvtriage.telemetry.objects import OBJECTS_CSV
+from cvtriage.telemetry.placement import place_events
+from cvtriage.telemetry.positions import SourcePositions, srt_positions
 from cvtriage.telemetry.srt import parse_srt
 from cvtriage.types import VideoInfo
 
@@ -105,6 +108,24 @@ def test_synthetic_flight_events_land_on_their_objects(tmp_path):
     rows = (tmp_path / "results" / OBJECTS_CSV).read_text().splitlines()
     assert len(rows) == 1 + len(truth["objects"])  # distinct objects stay distinct
     assert placement.document["coverage"] and (tmp_path / "results" / "map.png").stat().st_size > 10_000
+
+
+def test_an_event_seen_only_in_refinement_crops_is_placed_by_its_best_box(tmp_path):
+    """Its track holds the boxes of whole frames only, so it has none: it was left without a
+    ground position, with a warning that no position was logged at its frames."""
+    srt, truth, _ = flight_files(tmp_path, FlyoverSpec(seconds=20, seed=1, **SMALL))
+    records = oracle_records(truth)
+    crop_only = records[0]
+    best_row = next(row for row in crop_only["track"] if row[0] == crop_only["best_frame"])
+    crop_only["best_box_xyxy"], crop_only["track"] = best_row[1:5], []
+    video = truth["video"]
+    info = VideoInfo(srt.with_suffix(".mp4"), "video", video["width"], video["height"], video["fps"],
+                     video["frame_count"], video["duration_s"])  # fmt: skip
+    positions, log = srt_positions(srt)
+    placement = place_events(records, info, SourcePositions(positions, [], None, log), load_scan_config().positions)
+    assert placement.warnings == [] and crop_only["ground_position"]["frames"] == 1
+    distances, held = errors_m(records)
+    assert max(distances) < 0.1 and all(held)
 
 
 def test_noisy_log_moves_positions_by_about_its_errors(tmp_path):

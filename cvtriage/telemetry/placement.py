@@ -82,6 +82,9 @@ def place_events(
     for record in records:
         _drone_positions(record, positions)
         track = [(int(row[0]), video.time_of(int(row[0])), tuple(row[1:5])) for row in record["track"]]
+        if not track:  # seen only in refinement crops, whose boxes are not the track's: its best one
+            best = int(record["best_frame"])
+            track = [(best, video.time_of(best), tuple(record["best_box_xyxy"]))]
         fix = place_track(track, poses, intr, errors)
         if isinstance(fix, str):
             record["ground_position"] = None
