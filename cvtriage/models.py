@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from pathlib import Path
 
 from cvtriage import OMP_NUM_THREADS_AT_START
 from cvtriage.errors import CvtriageError, first_line
+from cvtriage.logs import quieted
 from cvtriage.paths import DEMO_WEIGHTS_NAME
 
 # Names Ultralytics downloads by itself when they are not a local file.
@@ -72,10 +75,28 @@ def load_model(weights: str | Path, task: str = "detect"):
                 f"{weights}: could not download these weights (offline?); pass local weights "
                 f"with --weights PATH, or the demo model shipped with cvtriage: --weights {DEMO_WEIGHTS_NAME}"
             ) from None
-        raise CvtriageError(f"{weights}: cannot load these weights ({first_line(error)})") from None
+        raise CvtriageError(f"{weights}: cannot load these weights ({_reason(error)})") from None
     if model.task != task:
         raise CvtriageError(f"{weights}: a {model.task} model, expected a {task} model")
     return model
+
+
+def ready_to_predict(model, weights: str | Path, imgsz: int, device: str) -> None:
+    """The model's first call, which sets its predictor up (an exported model is compiled then,
+    and tells its input size). Ultralytics opens an export (.onnx, a folder) and a file of no
+    format it knows only here, so an unusable one fails here: one line, as load_model's."""
+    import numpy as np
+
+    try:
+        with quieted("ultralytics", logging.ERROR):  # "Loading ... for OpenVINO inference", "Using OpenVINO LATENCY mode"
+            model.predict([np.zeros((32, 32, 3), np.uint8)], imgsz=imgsz, device=device, verbose=False)
+    except Exception as error:  # Ultralytics and the runtimes it loads raise many types
+        raise CvtriageError(f"{weights}: cannot load these weights ({_reason(error)})") from None
+
+
+def _reason(error: BaseException) -> str:
+    """first_line, less the "ERROR ❌️" Ultralytics opens its own messages with."""
+    return re.sub(r"^ERROR\s*[\u274c\ufe0f]*\s*", "", first_line(error))
 
 
 def class_names(model) -> dict[int, str]:

@@ -316,6 +316,23 @@ def test_cli_audit_end_to_end(tmp_path, random_init_weights):
     dataset.delete()
 
 
+def test_cli_unusable_export_is_one_line_before_the_dataset_is_loaded(tmp_path):
+    """Ultralytics opens an export only at its first prediction: a broken one stopped the audit
+    with a traceback where the model's class names were first asked for."""
+    import fiftyone as fo
+
+    data = write_yolo_dataset(tmp_path / "data", {"train": 2, "val": 1})
+    broken = tmp_path / "model.onnx"
+    broken.write_bytes(b"not a model")
+    name = f"test-cli-audit-{uuid.uuid4().hex[:8]}"
+    result = CliRunner().invoke(app, ["audit-labels", str(data), "--weights", str(broken), "--dataset", name,
+                                      "--out", str(tmp_path / "report")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("cvtriage: error:")]
+    assert len(errors) == 1 and f"{broken}: cannot load these weights" in errors[0], result.output
+    assert not fo.dataset_exists(name) and not (tmp_path / "report").exists()
+
+
 def test_cli_undecodable_image_is_named_and_left_out(tmp_path, random_init_weights):
     import fiftyone as fo
 

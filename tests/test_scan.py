@@ -227,13 +227,14 @@ def scan_cli(*args: str):
     return runner.invoke(app, ["scan", *map(str, args), "--no-dataset", "--device", "cpu"])
 
 
-def one_error_line(result, *fragments: str) -> None:
+def one_error_line(result, *fragments: str) -> str:
     assert result.exit_code != 0
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("cvtriage: error: "), result.output
     assert "Traceback" not in result.output
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+    return lines[0]
 
 
 def test_cli_scans_end_to_end_with_a_random_init_model(video, tmp_path):
@@ -267,7 +268,11 @@ def test_cli_bad_inputs_are_one_line_each(tmp_path):
     broken_weights = tmp_path / "broken.pt"
     broken_weights.write_bytes(b"not a checkpoint")
     clip = write_square_video(tmp_path / "clip.mp4", [], frames=3, width=64, height=64)
-    one_error_line(scan_cli(clip, "--weights", broken_weights), "broken.pt", "cannot load")
+    assert "ERROR" not in one_error_line(scan_cli(clip, "--weights", broken_weights), "broken.pt", "cannot load")
+    # Ultralytics opens these only at the first prediction (the scan's predictor set-up).
+    for opened_late in ("broken.onnx", "notes.txt"):
+        (tmp_path / opened_late).write_bytes(b"not a model")
+        one_error_line(scan_cli(clip, "--weights", tmp_path / opened_late), opened_late, "cannot load")
     one_error_line(scan_cli(clip, "--weights", tmp_path / "absent.pt"), "absent.pt", "not found")
     one_error_line(
         scan_cli(clip, "--weights", "yolo11n.yaml", "--classes", "ladder,0"), "'ladder'", "it has: 0, 1, 2"

@@ -263,6 +263,15 @@ def test_cli_device_cuda_without_a_gpu_is_one_line(dataset_yaml):
     assert_one_line_error(result, "--device cuda", "no CUDA GPU")
 
 
+@pytest.mark.parametrize("weights, reason", [("model.onnx", b"not a model"), ("notes.txt", b"not a model")])
+def test_training_from_an_export_or_another_file_is_one_line(dataset_yaml, tmp_path, weights, reason):
+    """Ultralytics opens an export, or a file of no format it knows, without reading it: training
+    from one stopped with a traceback where the class names were first asked for."""
+    (tmp_path / weights).write_bytes(reason)
+    result = runner.invoke(app, ["train", str(dataset_yaml), "--weights", str(tmp_path / weights), "--epochs", "1"])
+    assert_one_line_error(result, weights, "training starts from PyTorch weights (.pt) or a model .yaml")
+
+
 def test_missing_data_yaml_key_is_one_line(tmp_path):
     data_yaml = tmp_path / "data.yaml"
     data_yaml.write_text("train: images/train\nnames: [ladder]\n")

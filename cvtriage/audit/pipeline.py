@@ -117,18 +117,23 @@ def audit_labels(
     from cvtriage.models import (
         inference_batch,
         load_model,
+        ready_to_predict,
         resolve_classes,
         resolve_device,
     )
 
+    model = None
+    if config.weights:  # an unusable model is said before a large dataset is loaded
+        device = resolve_device(config.device)
+        model = load_model(config.weights)
+        ready_to_predict(model, config.weights, config.imgsz, device)  # before its class names: see model_to_run
     stages = _Stages(on_progress)
     stages.start("load", "Loading the dataset into FiftyOne")
     with quiet_fiftyone():
         loaded = load_into_fiftyone(data, config.dataset, images_dir, config.strict)
     dataset, problems = loaded.dataset, list(loaded.problems)
     view = split_view(dataset, config.split)
-    if config.weights:
-        model = load_model(config.weights)
+    if model is not None:
         # The model must know every class of the dataset, by the same name or through
         # class_map; it may know more (those are not predicted).
         classes = dataset.default_classes
@@ -138,7 +143,6 @@ def audit_labels(
         shared = [name for name, class_id in zip(classes, class_ids) if class_ids.count(class_id) > 1]
         if shared:
             raise CvtriageError(f"class_map: dataset classes {' and '.join(map(repr, shared))} would be one class of the model")
-        device = resolve_device(config.device)
         batch = inference_batch(config.batch, device, GPU_BATCH)
         options = PredictOptions(config.conf, config.iou, config.imgsz, batch, device)
         stages.start("predict", None)

@@ -30,12 +30,10 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 from cvtriage.config import ScanConfig
 from cvtriage.errors import CvtriageError, first_line
 from cvtriage.logs import quieted
-from cvtriage.models import load_model
+from cvtriage.models import load_model, ready_to_predict
 from cvtriage.paths import PACKAGE_DIR, user_cache_dir
 from cvtriage.scan.backends.openvino import thread_share_config
 
@@ -230,7 +228,7 @@ def model_to_run(settings: ScanConfig, device: str, model=None):
         return load_export(str(folder), device), folder  # which sets its predictor up
     # The predictor first: asked for its class names before, an exported model (OpenVINO, ONNX)
     # would be compiled twice, once for a throwaway predictor; and it reads its input size then.
-    model.predict([np.zeros((32, 32, 3), np.uint8)], imgsz=settings.imgsz, device=device, verbose=False)
+    ready_to_predict(model, settings.weights, settings.imgsz, device)
     return model, None
 
 
@@ -241,8 +239,7 @@ def load_export(folder: str, device: str):
     from ultralytics import YOLO
 
     model = YOLO(folder, task="detect")
-    with quieted("ultralytics", logging.ERROR):  # "Loading ... for OpenVINO inference", "Using OpenVINO LATENCY mode"
-        model.predict([np.zeros((32, 32, 3), np.uint8)], imgsz=TRACE_SIZE, device=device, verbose=False)
+    ready_to_predict(model, folder, TRACE_SIZE, device)
     _keep_thread_share(model, Path(folder))
     return model
 

@@ -166,18 +166,20 @@ def scan_features(events: list[Event], frames: Mapping[int, FrameDetections]) ->
     )
 
 
-def keyframe_features(weights: str, events: list[Event], keyframes: Mapping[int, np.ndarray], imgsz: int, device: str) -> ScanFeatures | None:
+def keyframe_features(
+    weights: str, events: list[Event], keyframes: Mapping[int, np.ndarray], imgsz: int, device: str
+) -> ScanFeatures | None:
     """For a scan whose model gave no features (its OpenVINO export, which has no Detect head in
     PyTorch): each event's features at its box in its keyframe, from the same weights run by
     PyTorch, one model call an event. No tracks' residuals, so an index of them is not whitened
     (docs/benchmarks.md: the keyframe box alone, unwhitened, ranks below the shipped features).
     None when the weights have no Detect head to hook or there is no event."""
-    from cvtriage.models import load_model
+    from cvtriage.models import load_model, ready_to_predict
 
     if not events:
         return None
     model = load_model(weights)
-    model.predict([np.zeros((32, 32, 3), np.uint8)], imgsz=imgsz, device=device, verbose=False)  # its predictor set up
+    ready_to_predict(model, weights, imgsz, device)
     tap = BoxFeatureTap.for_module(model.predictor.model)
     if tap is None:
         return None

@@ -226,6 +226,8 @@ def train(
     last = None if run_dir is None else Path(run_dir) / "weights" / "last.pt"
     resuming = last is not None and last.is_file()
     model = load_model(last if resuming else config.weights)
+    if isinstance(model.model, str):  # an export, or a file of no format Ultralytics knows: opened only to predict
+        raise CvtriageError(f"{config.weights}: training starts from PyTorch weights (.pt) or a model .yaml, not an export or another file")
     moved = [(name, index, dataset.names.index(name)) for index, name in class_names(model).items()
              if name in dataset.names and dataset.names.index(name) != index]  # fmt: skip
     if moved and not resuming:
