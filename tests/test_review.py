@@ -208,8 +208,13 @@ def test_app_errors_come_before_any_server_starts(labelled_dataset):
         with pytest.raises(CvtriageError, match=f"port {port} on 127.0.0.1 is already in use"):
             check_port_free("127.0.0.1", port)
         result = CliRunner().invoke(app, ["app", labelled_dataset.name, "--port", str(port)])
-        assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 2  # "Starting ..." + the error
-        assert result.output.strip().splitlines()[-1].startswith(f"cvtriage: error: port {port} on 127.0.0.1")
+        lines = result.output.strip().splitlines()  # no "Starting the FiftyOne App ..." before the error
+        assert result.exit_code == 2 and len(lines) == 1, result.output
+        assert lines[0].startswith(f"cvtriage: error: port {port} on 127.0.0.1")
+    result = CliRunner().invoke(app, ["app", labelled_dataset.name, "--port", str(_free_port()), "--view", "nope"])
+    assert result.exit_code == 2 and result.output.strip().splitlines() == [
+        f"cvtriage: error: dataset '{labelled_dataset.name}' has no saved view 'nope' (saved views: none)"
+    ], result.output
     check_port_free("127.0.0.1", port)  # released: free again
 
 

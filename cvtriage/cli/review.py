@@ -61,8 +61,10 @@ def app_command(
             "can see and edit the dataset (the App has no login)", soft_wrap=True,
         )
     fo_dataset = load_review_dataset(dataset)
-    console.print(f"Starting the FiftyOne App on {fo_dataset.name} ...", highlight=False)
-    running = launch_review_app(fo_dataset, port=port, address=address, view_name=view)
+    running = launch_review_app(
+        fo_dataset, port=port, address=address, view_name=view,
+        on_start=lambda: console.print(f"Starting the FiftyOne App on {fo_dataset.name} ...", highlight=False),
+    )  # fmt: skip
     views = ", ".join(running.saved_views) or "none"
     console.print(
         f"Dataset {running.dataset_name}: {running.sample_count} sample{'' if running.sample_count == 1 else 's'}; saved views: {views}"

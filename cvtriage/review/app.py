@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,8 +186,11 @@ def launch_review_app(
     port: int = DEFAULT_PORT,
     address: str = LOOPBACK,
     view_name: str | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> AppSession:
     """Serve the App on address:port with `dataset` loaded (and saved view `view_name` open).
+    `on_start` is called once the request has passed its checks, before the App starts (which
+    takes seconds), so a bad request is its error line alone.
 
     Returns once the server listens; the caller keeps the process alive and calls close().
     """
@@ -199,6 +203,8 @@ def launch_review_app(
         # Decisions tagged with the App's tag menu since the queue was last made leave it now.
         refresh_review_queues(dataset)
     view = dataset.load_saved_view(view_name) if view_name is not None else None
+    if on_start is not None:
+        on_start()
     register_review_plugin()
     try:
         with _quiet_session_logs():
