@@ -281,6 +281,22 @@ def test_cli_bad_inputs_are_one_line_each(tmp_path):
     one_error_line(scan_cli(clip, "--batch", "many"), "batch")
 
 
+def test_the_command_line_s_own_usage_errors_are_one_line_too(tmp_path):
+    """Click answers a misspelled option or command, or a value of the wrong kind, with a usage
+    panel; the console script makes it one line that says where to look."""
+    cases = {
+        ("scan", "clip.mp4", "--bogus"): "No such option: --bogus",
+        ("synth", "vidoe", "x.mp4"): "No such command 'vidoe'. Did you mean 'video'?",
+        ("synth", "video", "x.mp4", "--seconds", "thirty"): "Invalid value for '--seconds'",
+    }
+    for args, fragment in cases.items():
+        done = subprocess.run([sys.executable, "-m", "cvtriage.cli", *args], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1, done.stderr
+        assert lines[0].startswith("cvtriage: error: ") and fragment in lines[0] and lines[0].endswith(" --help)"), lines[0]
+    assert not list(tmp_path.iterdir())
+
+
 # Run in a fresh process: a heap that already holds a large free block serves it whatever the
 # threshold says (a glibc malloc setting only decides how the heap grows).
 MAPPED_BLOCKS_CHECK = """
