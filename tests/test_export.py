@@ -130,7 +130,7 @@ def clip(tmp_path_factory) -> Path:
 def test_cpu_scan_runs_the_export_at_the_pytorch_plan_and_no_export_runs_pytorch(
     weights, clip, tmp_path, no_new_exports, engine_log
 ):
-    from cvtriage.scan.engine import FEATURES_UNAVAILABLE
+    from cvtriage.scan.engine import FEATURES_AT_KEYFRAMES
     from cvtriage.scan.log import log_path, scan_is_finished
     from cvtriage.scan.pipeline import run_scan
 
@@ -140,7 +140,7 @@ def test_cpu_scan_runs_the_export_at_the_pytorch_plan_and_no_export_runs_pytorch
     assert "OpenVINO export of" in engine_log[0]
     # No feature maps in an export: one line says so (these random weights find no event to take
     # keyframe features for: none).
-    assert [line for line in engine_log if "Detect head" in line] == [f"WARNING: {FEATURES_UNAVAILABLE}"]
+    assert [line for line in engine_log if "Detect head" in line] == [f"INFO: {FEATURES_AT_KEYFRAMES}"]
     assert exported.features is None
     assert scan_is_finished(clip, settings)
     header = json.loads(log_path(settings, clip).read_text().splitlines()[0])

@@ -65,9 +65,10 @@ logger = logging.getLogger(__name__)
 GPU_SCAN_BATCH = 8
 # Sampled frames decoded ahead of the model, at least: decoding overlaps inference.
 PREFETCH_FRAMES = 8
-FEATURES_UNAVAILABLE = (
-    "this model runs without its PyTorch Detect head (an export): 'more like this' gets the detector's features "
-    "at each event's keyframe from the PyTorch weights after the scan, not along its track (--no-export for those)"
+# A note, not a warning: nothing is wrong with the input, and the default CPU scan runs an export.
+FEATURES_AT_KEYFRAMES = (
+    "'more like this' takes each event's features at its keyframe, from the PyTorch weights after the scan "
+    "(an export has no Detect head to hook); --no-export takes them along each track"
 )
 
 
@@ -133,7 +134,7 @@ class _Scan:
                 self.model, settings, class_ids, self.device, self.video.width, self.video.height, dense
             )  # fmt: skip
             if self.detector.backend.features is None and _is_ultralytics_model(self.model):
-                logger.warning(FEATURES_UNAVAILABLE)
+                logger.info(FEATURES_AT_KEYFRAMES)
         self.batch_size = inference_batch(settings.batch, self.device, DENSE_GPU_BATCH if dense else GPU_SCAN_BATCH)
         self.refine = settings.refine and not dense and not settings.propose
         backend = backend_identity() if self.export else None
