@@ -27,6 +27,7 @@ import logging
 import os
 import re
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -157,10 +158,11 @@ def _join_or_start_service(database_dir: Path) -> int:
 
     deadline = time.monotonic() + START_WAIT_S
     log = database_dir / "log" / "mongo.log"
+    service_log = database_dir / "log" / "cvtriage-service.log"
     while True:
         # FiftyOne warns of a service that is shutting down or does not answer, then starts its
         # own: what happens next is decided here, so its warnings would only alarm.
-        with quieted("fiftyone.core.service", logging.ERROR), _socket_timeout(IPC_TIMEOUT_S):
+        with quieted("fiftyone.core.service", logging.ERROR), _socket_timeout(IPC_TIMEOUT_S), _children_write_to(service_log):
             try:
                 service = fos.DatabaseService()
             except fos.ServiceExecutableNotFound:
@@ -200,6 +202,32 @@ def _listening_port(service, deadline: float) -> int | None:
             pass  # a child gone between listing and asking: look again
         time.sleep(0.25)
     return None
+
+
+@contextmanager
+def _children_write_to(path: Path) -> Iterator[None]:
+    """Processes started in the block write their output to `path` (appended), not this process's
+    stdout and stderr, which they would inherit: a service whose mongod loses the --dbpath lock
+    prints mongod's log and its exit there (the loop above replaces it), not among a command's
+    lines or on the stdout scripts read. Where `path` cannot be opened, nothing changes."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sink = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        os.dup2(sink, 1)
+        os.dup2(sink, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for descriptor in (*saved, sink):
+            os.close(descriptor)
 
 
 @contextmanager

@@ -138,3 +138,22 @@ def test_a_database_folder_that_cannot_be_made_is_one_line(tmp_path):
     assert done.stderr.strip().splitlines() == [
         f"cvtriage: error: FiftyOne's local database ({blocker / 'fiftyone' / 'db'}): cannot create {blocker / 'fiftyone'} (Not a directory)"
     ]
+
+
+def test_a_database_service_started_while_joining_writes_to_its_log_not_among_the_command_s_lines(tmp_path, capfd):
+    """FiftyOne's service inherits the command's stdout and stderr: one whose mongod lost the
+    --dbpath lock (a plain FiftyOne process starting at the same moment) printed mongod's log
+    line and its exit before the command's own output, and on the stdout that `cvtriage app`
+    gives scripts its URL."""
+    import sys
+
+    from cvtriage.database import _children_write_to
+
+    log = tmp_path / "log" / "cvtriage-service.log"
+    print("before", flush=True)
+    with _children_write_to(log):
+        subprocess.run([sys.executable, "-c", "import sys; print('out'); print('err', file=sys.stderr)"], check=True)
+    print("after")
+    captured = capfd.readouterr()
+    assert log.read_text().split() == ["out", "err"]
+    assert (captured.out, captured.err) == ("before\nafter\n", "")
