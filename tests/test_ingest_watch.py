@@ -214,3 +214,16 @@ def test_cli_bad_input_is_one_line_without_traceback(tmp_path):
     result = CliRunner().invoke(app, ["watch", str(tmp_path), "--pair-timeout", "soon"])
     assert result.exit_code == 2 and "pair_timeout: Value error" not in result.output
     assert "'soon' is not a duration such as 90s, 10m or 2h" in result.output and "Traceback" not in result.output
+
+
+def test_a_file_no_decoder_identifies_is_its_reason_after_ultralytics_patched_pillow(tmp_path):
+    """Ultralytics replaces Image.open with one that installs a HEIF plugin on a file Pillow does
+    not identify: offline, a watch stopped with an ImportError on a text file named .jpg."""
+    import ultralytics.utils.patches  # noqa: F401  (the replacement, as a scan's model loads it)
+
+    from cvtriage.ingest.pairs import decode_image
+
+    fake = tmp_path / "c.jpg"
+    fake.write_text("hi")
+    with pytest.raises(CvtriageError, match=r"^c\.jpg: not an image any decoder here reads$"):
+        decode_image(fake)

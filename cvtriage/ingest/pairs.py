@@ -13,6 +13,7 @@ import csv
 import io
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,13 +72,16 @@ def decode_image(path: Path) -> tuple[np.ndarray, int]:
     where OpenCV decodes the part it has and fills the rest with grey."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    # Pillow's own open: Ultralytics replaces Image.open with one that, on a file no plugin
+    # identifies, installs a HEIF plugin (pip, when online) and fails offline with an ImportError.
+    open_image = getattr(sys.modules.get("ultralytics.utils.patches"), "_image_open", Image.open)
     data = path.read_bytes()
     try:
-        with Image.open(io.BytesIO(data)) as opened:
+        with open_image(io.BytesIO(data)) as opened:
             opened.load()
             # As OpenCV reads images for the scan: EXIF orientation applied.
             image = ImageOps.exif_transpose(opened).convert("RGB")
-    except UnidentifiedImageError:
+    except (UnidentifiedImageError, ImportError):
         raise CvtriageError(f"{path.name}: not an image any decoder here reads") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise CvtriageError(f"{path.name}: image does not decode ({str(error).strip() or type(error).__name__})") from None
