@@ -64,6 +64,9 @@ def test_bad_inputs_are_one_line_and_write_nothing(squares_dataset, tmp_path):
     finally:
         moved.rename(video)
     assert "--next-dataset a/b" in one_line_error(runner.invoke(app, ["teach", name, "--out", out, "--next-dataset", "a/b"]))
+    # The rescan's confidence, checked before harvest and training (its scan once failed after them).
+    bad_conf = runner.invoke(app, ["teach", name, "--out", out, "--conf", "2"])
+    assert "--conf 2: expected a confidence between 0 and 1" in one_line_error(bad_conf)
     assert not settings.out.exists()
 
 

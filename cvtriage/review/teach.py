@@ -64,6 +64,9 @@ class TurnSettings:
     next_dataset: str | None = None  # default <root>-turn<N+1>
 
     def __post_init__(self) -> None:
+        # Checked before the turn starts: the rescan comes after minutes of training.
+        if self.conf is not None and not 0 < self.conf < 1:
+            raise CvtriageError(f"--conf {self.conf:g}: expected a confidence between 0 and 1 (both excluded)")
         if self.next_dataset is not None and not DATASET_NAME.match(self.next_dataset):
             raise CvtriageError(f"--next-dataset {self.next_dataset}: not a dataset name we accept: letters, digits, "
                                 "'.', '_' and '-', starting with a letter or digit")  # fmt: skip
