@@ -272,6 +272,18 @@ def test_training_from_an_export_or_another_file_is_one_line(dataset_yaml, tmp_p
     assert_one_line_error(result, weights, "training starts from PyTorch weights (.pt) or a model .yaml")
 
 
+def test_a_save_to_that_cannot_be_written_is_one_line_before_training(dataset_yaml, tmp_path):
+    """Checked after the run, a --save-to inside a file failed with a traceback once training
+    had finished."""
+    (tmp_path / "notes.txt").write_text("not a folder")
+    inside_a_file = tmp_path / "notes.txt" / "x.pt"
+    result = runner.invoke(app, ["train", str(dataset_yaml), "--save-to", str(inside_a_file), "--out", str(tmp_path / "runs")])
+    assert_one_line_error(result, "--save-to", "cannot make its folder")
+    result = runner.invoke(app, ["train", str(dataset_yaml), "--save-to", str(tmp_path), "--out", str(tmp_path / "runs")])
+    assert_one_line_error(result, f"--save-to {tmp_path}: a folder")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_missing_data_yaml_key_is_one_line(tmp_path):
     data_yaml = tmp_path / "data.yaml"
     data_yaml.write_text("train: images/train\nnames: [ladder]\n")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import shutil
 import time
 import warnings
@@ -218,6 +219,8 @@ def train(
     done, epochs)`: given, it replaces Ultralytics' own progress bars."""
     import torch
 
+    if save_to is not None:
+        check_save_to(Path(save_to))
     dataset = data if isinstance(data, YoloDataset) else read_training_dataset(data)
     check_training_dataset(dataset, config.names)
     flagged = read_flagged_images(exclusion, dataset.root) if exclusion else None
@@ -327,10 +330,25 @@ def train(
     saved_to = None
     if save_to is not None:
         saved_to = Path(save_to)
-        saved_to.parent.mkdir(parents=True, exist_ok=True)
-        with replaced_on_success(saved_to) as partial:
-            shutil.copyfile(best, partial)
+        try:
+            with replaced_on_success(saved_to) as partial:
+                shutil.copyfile(best, partial)
+        except OSError as error:  # the folder changed during training
+            raise CvtriageError(f"--save-to {saved_to}: {error.strerror or error}; the trained weights are {best}") from None
     return TrainResult(run_dir, best, metrics_json, summary, exports, saved_to)
+
+
+def check_save_to(path: Path) -> None:
+    """--save-to, checked (and its folder made) before training: a copy that fails comes after the
+    whole run."""
+    if path.is_dir():
+        raise CvtriageError(f"--save-to {path}: a folder; give the weights file's path, such as {path / 'mine.pt'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CvtriageError(f"--save-to {path}: cannot make its folder {path.parent} ({error.strerror or error})") from None
+    if not os.access(path.parent, os.W_OK):
+        raise CvtriageError(f"--save-to {path}: its folder {path.parent} is not writable")
 
 
 def export_model(best: Path, formats: list[str], imgsz: int) -> dict[str, Path]:
