@@ -173,6 +173,14 @@ def test_export_refuses_what_would_silently_change_the_training_data(labelled_da
     first_val.save()
     export_reviewed_labels(labelled_dataset, tmp_path / "out", overwrite=True)
     assert len(read_yolo_dataset(tmp_path / "out").images("val")) == 1
+    # --overwrite replaces only an export: a user's folder or file is never deleted.
+    (tmp_path / "out" / "flight.mp4").write_bytes(b"a user's video")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("a user's notes")
+    for target in (tmp_path / "out", notes):
+        with pytest.raises(CvtriageError, match="exists and is not a YOLO dataset this command wrote"):
+            export_reviewed_labels(labelled_dataset, target, overwrite=True)
+    assert (tmp_path / "out" / "flight.mp4").read_bytes() == b"a user's video" and notes.read_text() == "a user's notes"
 
 
 def test_export_labels_cli_prints_a_summary_and_one_line_errors(labelled_dataset, tmp_path):

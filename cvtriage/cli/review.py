@@ -92,7 +92,7 @@ def export_labels_command(
     splits: Optional[str] = typer.Option(None, help="Splits to export, comma-separated (default: every train/val/test tag present)."),
     skip_tag: list[str] = typer.Option(["reject"], help="Leave out samples and labels carrying this tag (repeatable)."),
     no_skip: bool = typer.Option(False, "--no-skip", help="Export every sample and label, whatever its tags."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it holds an earlier export (never another folder or file)."),
 ) -> None:
     """Write reviewed labels back as a YOLO dataset: same class ids and order, same splits."""
     from rich.table import Table

@@ -127,6 +127,23 @@ def _quiet_fiftyone_export():
         fo.config.show_progress_bars = shown
 
 
+# What export_reviewed_labels writes: a folder holding only these is one of its exports.
+EXPORT_ENTRIES = {"data.yaml", "images", "labels"}
+
+
+def _check_replaceable(out_dir: Path, overwrite: bool) -> None:
+    """An empty folder, or with `overwrite` a previous export, may be replaced; nothing else (a
+    file, a folder of the user's own) is ever deleted."""
+    if not out_dir.exists() or (out_dir.is_dir() and not any(out_dir.iterdir())):
+        return
+    is_export = out_dir.is_dir() and (out_dir / "data.yaml").is_file() and {p.name for p in out_dir.iterdir()} <= EXPORT_ENTRIES
+    if not is_export:
+        raise CvtriageError(f"{out_dir}: exists and is not a YOLO dataset this command wrote (data.yaml, images/, labels/ "
+                            "and nothing else); choose another folder")  # fmt: skip
+    if not overwrite:
+        raise CvtriageError(f"{out_dir}: already exists (pass --overwrite to replace it)")
+
+
 def export_reviewed_labels(
     dataset: fo.Dataset,
     out_dir: Path,
@@ -145,8 +162,7 @@ def export_reviewed_labels(
     on_progress(done, total) is called as images are written.
     """
     out_dir = Path(out_dir)
-    if out_dir.exists() and not (out_dir.is_dir() and not any(out_dir.iterdir())) and not overwrite:
-        raise CvtriageError(f"{out_dir}: already exists (pass --overwrite to replace it)")
+    _check_replaceable(out_dir, overwrite)
     _check_label_field(dataset, label_field)
     names = _class_list(dataset, label_field)
     export_splits = _splits_to_export(dataset, splits)
