@@ -82,6 +82,9 @@ def test_scans_of_different_places_are_refused_in_one_line(site, tmp_path):
         (["sites", "{a}"], "give two or more scan results folders of one site"),
         (["sites", "{a}", "{a}"], "the same results folder is given twice"),
         (["sites", "{a}", "{tmp}"], "no objects.json (a scan of a video without a flight log"),
+        (["sites", "{a}", "{tmp}/nope"], "nope: not found"),
+        (["sites", "{a}", "{b}/objects.json"], "objects.json: not a scan's results folder"),
+        (["sites", "{a}", "{b}", "--dataset", "no-such-dataset-x", "--out", "{tmp}/out"], "'no-such-dataset-x' does not exist"),
         (["sites", "{a}", "{b}", "--gate", "0"], "--gate 0: metres, above 0 and at most 50"),
         (["synth", "video", "{tmp}/x.mp4", "--telemetry-noise", "1,2"], "--telemetry-noise 1,2: expected GPS_M,ALT_M,HEADING_DEG"),
         (["synth", "video", "{tmp}/x.mp4", "--where", "95,3"], "--where 95,3: need a latitude within 85 degrees"),
@@ -95,6 +98,7 @@ def test_bad_input_is_one_line(site, tmp_path, arguments, message):
     assert result.exit_code != 0
     [line] = result.output.strip().splitlines()
     assert line.startswith("cvtriage: error: ") and message in line
+    assert not (tmp_path / "out").exists()  # nothing written before the error
 
 
 def test_changes_are_marked_on_the_sightings_in_fiftyone(site, tmp_path):

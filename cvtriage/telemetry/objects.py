@@ -110,6 +110,10 @@ def write_objects(folder: Path, document: dict) -> dict[str, Path]:
 def read_objects(folder: Path) -> dict:
     """A scan's objects.json; a CvtriageError names what is missing."""
     path = Path(folder) / OBJECTS_JSON
+    if not Path(folder).exists():
+        raise CvtriageError(f"{folder}: not found")
+    if not Path(folder).is_dir():
+        raise CvtriageError(f"{folder}: not a scan's results folder (<scan out>/<video name>/), a file")
     if not path.is_file():
         raise CvtriageError(
             f"{folder}: no {OBJECTS_JSON} (a scan of a video without a flight log, or written by an older cvtriage)"

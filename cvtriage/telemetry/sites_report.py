@@ -118,6 +118,16 @@ def write_site_map(path: Path, comparisons: list[PairComparison]) -> None:
         fig.savefig(partial)
 
 
+def check_markable(dataset_name: str) -> None:
+    """The dataset exists and holds scan events: checked before any output is written."""
+    import fiftyone as fo
+
+    if not fo.dataset_exists(dataset_name):
+        raise CvtriageError(f"FiftyOne dataset '{dataset_name}' does not exist (scan into it, or pass --no-dataset)")
+    if "scan_results" not in fo.load_dataset(dataset_name).get_field_schema():
+        raise CvtriageError(f"FiftyOne dataset '{dataset_name}' holds no scan events")
+
+
 def mark_changes_in_fiftyone(dataset_name: str, comparisons: list[PairComparison]) -> dict[str, int]:
     """Each object's change on its sightings' samples (module docstring) and a saved view per
     change (`site-new`, ...); returns samples marked per change. Samples of scans not in the
@@ -137,13 +147,10 @@ def mark_changes_in_fiftyone(dataset_name: str, comparisons: list[PairComparison
             if change.status == "gone":
                 for event_id in change.earlier["event_ids"]:
                     marks[(str(comparison.earlier.folder), event_id)] = "gone"
-    if not fo.dataset_exists(dataset_name):
-        raise CvtriageError(f"FiftyOne dataset '{dataset_name}' does not exist (scan into it, or pass --no-dataset)")
+    check_markable(dataset_name)
     counts = dict.fromkeys(("present", "new", "gone", "moved"), 0)
     with dataset_write_lock(dataset_name):
         dataset = fo.load_dataset(dataset_name)
-        if "scan_results" not in dataset.get_field_schema():
-            raise CvtriageError(f"FiftyOne dataset '{dataset_name}' holds no scan events")
         if CHANGE_FIELD not in dataset.get_field_schema():
             dataset.add_sample_field(CHANGE_FIELD, fo.StringField)
         view = dataset.match(F("scan_results").is_in(sorted({str(c.earlier.folder) for c in comparisons}
@@ -183,8 +190,10 @@ def run_sites(folders: list[Path], out: Path | None = None, gate_m: float | None
     comparisons, frame = compare_site([Path(folder) for folder in folders], gate_m)
     if out is None:
         out = DEFAULT_OUT / f"{comparisons[0].earlier.name}-to-{comparisons[-1].later.name}"
-    outputs = write_site_outputs(out, comparisons, frame)
     if dataset == SCANNED_INTO:
         dataset = read_objects(comparisons[-1].later.folder).get("dataset")
+    if dataset:
+        check_markable(dataset)  # a misspelled name writes nothing
+    outputs = write_site_outputs(out, comparisons, frame)
     marked = mark_changes_in_fiftyone(dataset, comparisons) if dataset else None
     return SitesResult(comparisons, outputs, dataset, marked)
