@@ -181,3 +181,4 @@ def test_cli_bad_folders_are_one_line(scans, tmp_path):
     _one_error_line(runner.invoke(app, ["compare", str(broken), str(scans[1])]))
     old = write_scan(tmp_path / "old" / "flight", RUN_A, tracks=False)
     assert "track" in _one_error_line(runner.invoke(app, ["compare", str(old), str(scans[1])]))
+    assert "the same results folder as A" in _one_error_line(runner.invoke(app, ["compare", str(scans[1]), str(scans[1]) + "/"]))

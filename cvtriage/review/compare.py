@@ -196,6 +196,8 @@ def default_out_dir(a: ScanRun, b: ScanRun) -> Path:
 
 def compare_scans(run_a: Path, run_b: Path, out: Path | None = None, min_iou: float = 0.3) -> Comparison:
     """Compare two scan results folders and write compare.csv/json/png to `out` (default_out_dir)."""
+    if Path(run_a).resolve() == Path(run_b).resolve():
+        raise CvtriageError(f"{run_b}: the same results folder as A (compare two scans of one video)")
     a, b = load_run(run_a), load_run(run_b)
     comparison = compare_runs(a, b, min_iou)
     comparison.outputs = write_compare_outputs(comparison, default_out_dir(a, b) if out is None else Path(out))
