@@ -288,6 +288,7 @@ def test_the_command_line_s_own_usage_errors_are_one_line_too(tmp_path):
         ("scan", "clip.mp4", "--bogus"): "No such option: --bogus",
         ("synth", "vidoe", "x.mp4"): "No such command 'vidoe'. Did you mean 'video'?",
         ("synth", "video", "x.mp4", "--seconds", "thirty"): "Invalid value for '--seconds'",
+        ("synth", "dataset", "d", "--images", "2", "--workers", "-3"): "Invalid value for '--workers'",
     }
     for args, fragment in cases.items():
         done = subprocess.run([sys.executable, "-m", "cvtriage.cli", *args], capture_output=True, text=True, timeout=120, cwd=tmp_path)

@@ -25,7 +25,7 @@ def synth_dataset_command(
     val_fraction: float = typer.Option(0.2, help="Share of the images in the val split."),
     min_size: float = typer.Option(8.0, help="Smallest object, long side in pixels."),
     max_size: float = typer.Option(150.0, help="Largest object, long side in pixels."),
-    workers: Optional[int] = typer.Option(None, help="Processes drawing images (default: one per CPU core)."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Processes drawing images (default: one per CPU core)."),
     ground: str = typer.Option("plain", help="plain, or street: kerbs, lane markings, drains, roof edges, shadows, parked cars."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it is not empty."),
 ) -> None:
