@@ -216,6 +216,14 @@ def test_sources_from_folders_globs_and_list_files(flights, tmp_path):
     assert expand_sources([stills]).paths == [stills] and expand_sources([stills]).single  # an image folder, as before
     with pytest.raises(CvtriageError, match="no file matches this pattern"):
         expand_sources([str(tmp_path / "nothing-*.mp4")])
+    # A .txt of notes is not a list of sources: it was "scanned", every line missing, as a batch.
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Flight plan for Monday\nCheck the ladders on the roof\n")
+    with pytest.raises(CvtriageError, match=r"notes\.txt: none of its 2 lines names a file that exists"):
+        expand_sources([notes])
+    (tmp_path / "empty.txt").write_text("# nothing yet\n")
+    with pytest.raises(CvtriageError, match="it names no source"):
+        expand_sources([tmp_path / "empty.txt"])
 
 
 # --- the command line ---------------------------------------------------------------------------

@@ -71,15 +71,20 @@ def _read_list(list_file: Path, sources: Sources) -> None:
         lines = list_file.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise CvtriageError(f"{list_file}: cannot read this list of sources ({error})") from None
+    listed = found = 0
     for number, line in enumerate(lines, 1):
         entry = line.strip()
         if not entry or entry.startswith("#"):
             continue
+        listed += 1
         path = Path(entry).expanduser()
         path = path if path.is_absolute() else list_file.parent / path
         if not path.exists():
             sources.missing.append((entry, f"listed in {list_file} line {number}: file not found"))
-        elif path.is_dir():
-            sources.paths += _folder_sources(path)
-        else:
-            sources.paths.append(path)
+            continue
+        found += 1
+        sources.paths += _folder_sources(path) if path.is_dir() else [path]
+    # Not one path that exists: not a list of sources (notes, a log), or a list for elsewhere.
+    if not found:
+        what = f"none of its {listed} lines names a file that exists" if listed else "it names no source"
+        raise CvtriageError(f"{list_file}: {what} (a list of sources: one path a line, # for comments)")
