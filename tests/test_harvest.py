@@ -126,6 +126,18 @@ def test_conflicting_unknown_and_misspelt_decisions_are_each_one_line(scanned, s
     assert any("'red sqaure' looks like a typo of 'red square'" in p for p in problems)
     assert any("no event 999" in p and "d.csv:3" in p for p in problems)
     assert any(f"event {events['A'].event_id} of squares.mp4 is decided two ways" in p and "d.csv:2" in p for p in problems)
+    assert "4 problems in the review decisions, nothing harvested:\n  " in str(raised.value)
+    # One problem is one line.
+    one = write_csv(tmp_path / "one.csv", ["999,confirmed,"])
+    with pytest.raises(DecisionProblems) as raised:
+        read_decisions(scan_dataset, one, known_classes=["red square"], new_classes={"red sqaure"}, ignore_tags={"confirm"})
+    assert len(str(raised.value).splitlines()) == 1 and str(raised.value).endswith("(nothing harvested)"), str(raised.value)
+    # Its own class misspelt on a confirmation: said so, not sent to wrong-class (where the same
+    # name is a typo too).
+    misspelt = events["A"].class_name[:-1]
+    own = write_csv(tmp_path / "own.csv", [f"{events['A'].event_id},confirmed,{misspelt}"])
+    with pytest.raises(DecisionProblems, match=f"'{misspelt}', a typo of the event's own '{events['A'].class_name}'"):
+        read_decisions(scan_dataset, own, known_classes=["red square"], new_classes={"red sqaure"}, ignore_tags={"confirm"})
     # Said to be new, the near-miss is a class of its own.
     scan_dataset.untag_samples(["confirm"])
     decisions = read_decisions(scan_dataset, known_classes=["red square"], new_classes={"red sqaure"})

@@ -73,11 +73,14 @@ class DecisionProblems(CvtriageError):
     """Every problem found in the decisions, one line each."""
 
     def __init__(self, where: str, problems: list[str]):
-        shown = problems[:PROBLEMS_SHOWN]
-        more = [f"... and {len(problems) - len(shown)} more"] if len(problems) > len(shown) else []
-        lines = "\n".join(f"  {line}" for line in [*shown, *more])
-        noun = "problem" if len(problems) == 1 else "problems"
-        super().__init__(f"{where}: {len(problems)} {noun} in the review decisions, nothing harvested:\n{lines}")
+        if len(problems) == 1:  # one line, as every other error
+            message = f"{where}: {problems[0]} (nothing harvested)"
+        else:  # the summary line, then a line for each (up to PROBLEMS_SHOWN): all to mend at once
+            shown = problems[:PROBLEMS_SHOWN]
+            more = [f"... and {len(problems) - len(shown)} more"] if len(problems) > len(shown) else []
+            lines = "\n".join(f"  {line}" for line in [*shown, *more])
+            message = f"{where}: {len(problems)} problems in the review decisions, nothing harvested:\n{lines}"
+        super().__init__(message)
         self.problems = problems
 
 
@@ -174,8 +177,12 @@ def decisions_from_csv(path: Path, events: dict[tuple[str, int], ScanEvent]) -> 
         elif verdict == NOT_OBJECT and class_name is not None:
             problems.append(f"{where}: not-object takes no class (got '{class_name}')")
         elif verdict == CONFIRMED and class_name not in (None, events[video, event_id].class_name):
-            problems.append(f"{where}: confirmed with class '{class_name}', but the event is a "
-                            f"'{events[video, event_id].class_name}': use wrong-class")  # fmt: skip
+            own = events[video, event_id].class_name
+            if _near_miss(class_name, [own]):  # its own class misspelt: confirmed needs no class
+                problems.append(f"{where}: confirmed with class '{class_name}', a typo of the event's own "
+                                f"'{own}': leave the class column empty to confirm it")  # fmt: skip
+            else:
+                problems.append(f"{where}: confirmed with class '{class_name}', but the event is a '{own}': use wrong-class")
         else:
             decisions.append(Decision(video, event_id, verdict, class_name if verdict == WRONG_CLASS else None, where))
     return decisions, problems
