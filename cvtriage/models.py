@@ -95,7 +95,12 @@ def ready_to_predict(model, weights: str | Path, imgsz: int, device: str) -> Non
 
 
 def _reason(error: BaseException) -> str:
-    """first_line, less the "ERROR ❌️" Ultralytics opens its own messages with."""
+    """first_line, less the "ERROR ❌️" Ultralytics opens its own messages with; in our words
+    where Ultralytics' would be a bare key or a list of every format it knows, cut short."""
+    if isinstance(error, KeyError):  # a .yaml that is not a model's: the first key it lacks
+        return f"no {error} in it: not a model .yaml"
+    if "is not a supported model format" in str(error):
+        return "not a model Ultralytics reads: a .pt, a .yaml, an .onnx or an export folder (OpenVINO, TensorRT, ...)"
     return re.sub(r"^ERROR\s*[\u274c\ufe0f]*\s*", "", first_line(error))
 
 

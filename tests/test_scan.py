@@ -270,9 +270,11 @@ def test_cli_bad_inputs_are_one_line_each(tmp_path):
     clip = write_square_video(tmp_path / "clip.mp4", [], frames=3, width=64, height=64)
     assert "ERROR" not in one_error_line(scan_cli(clip, "--weights", broken_weights), "broken.pt", "cannot load")
     # Ultralytics opens these only at the first prediction (the scan's predictor set-up).
-    for opened_late in ("broken.onnx", "notes.txt"):
+    for opened_late, reason in (("broken.onnx", "not a loadable ONNX model"), ("notes.txt", "not a model Ultralytics reads")):
         (tmp_path / opened_late).write_bytes(b"not a model")
-        one_error_line(scan_cli(clip, "--weights", tmp_path / opened_late), opened_late, "cannot load")
+        one_error_line(scan_cli(clip, "--weights", tmp_path / opened_late), opened_late, "cannot load", reason)
+    (tmp_path / "data.yaml").write_text("nc: 3\nnames: [a, b, c]\n")  # a dataset's, not a model's
+    one_error_line(scan_cli(clip, "--weights", tmp_path / "data.yaml"), "data.yaml", "not a model .yaml")
     one_error_line(scan_cli(clip, "--weights", tmp_path / "absent.pt"), "absent.pt", "not found")
     one_error_line(
         scan_cli(clip, "--weights", "yolo11n.yaml", "--classes", "ladder,0"), "'ladder'", "it has: 0, 1, 2"

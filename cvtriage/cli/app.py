@@ -44,6 +44,11 @@ def prepare_environment() -> None:
             pass  # plots fall back to Ultralytics' own download
 
 
+def print_warning(message: str) -> None:
+    """A warning as every command prints one: a yellow `cvtriage: warning: ...` line on stderr."""
+    console.print(f"cvtriage: warning: {message}", style="yellow", soft_wrap=True, markup=False, highlight=False)
+
+
 class LogPrinter(logging.Handler):
     """Prints the engine's notes (INFO) and warnings from the `cvtriage` loggers on stderr, as the
     commands always have: a note as it is, a warning as one yellow `cvtriage: warning: ...` line."""
@@ -51,7 +56,7 @@ class LogPrinter(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
         if record.levelno >= logging.WARNING:
-            console.print(f"cvtriage: warning: {message}", style="yellow", soft_wrap=True, markup=False, highlight=False)
+            print_warning(message)
         else:
             console.print(message, soft_wrap=True, markup=False, highlight=False)
 

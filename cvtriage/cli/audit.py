@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from cvtriage.cli.app import ProgressBar, app, console, user_errors
+from cvtriage.cli.app import ProgressBar, app, console, print_warning, user_errors
 
 if TYPE_CHECKING:
     from cvtriage.audit.findings import AuditReport
@@ -94,10 +94,9 @@ def audit_labels_command(
     with AuditStageBars() as stages:
         report = audit_labels(data, settings, images_dir=images, on_progress=stages)
     for problem in report.problems[:20]:
-        console.print(f"[yellow]warning:[/] {problem} (left out)", soft_wrap=True, highlight=False)
+        print_warning(f"{problem} (left out)")
     if report.problems:
-        console.print(f"[yellow]warning:[/] {len(report.problems)} image(s) left out, {report.audited_samples} audited "
-                      "(--strict stops instead)", soft_wrap=True, highlight=False)
+        print_warning(f"{len(report.problems)} image(s) left out, {report.audited_samples} audited (--strict stops instead)")
     for table in audit_findings_tables(report):
         console.print(table)
     if settings.min_score is None:
@@ -111,8 +110,8 @@ def audit_labels_command(
                       "spurious only as far as it sees labels of that class and size elsewhere, and as its box looks like the "
                       "ground around it.", soft_wrap=True)
         if report.labels_seen < 0.1:
-            console.print("[yellow]warning:[/] the model sees almost none of the labels: this audit says little; "
-                          "pass --weights trained on these classes (see cvtriage train)", soft_wrap=True)
+            print_warning("the model sees almost none of the labels: this audit says little; "
+                          "pass --weights trained on these classes (see cvtriage train)")
     console.print(f"FiftyOne dataset: {report.dataset_name} (saved views likely-mislabeled, audit-<kind>"
                   f"{', and one per group' if report.groups else ''})", soft_wrap=True)
     console.print(f"Report: {report.out_dir / 'audit.csv'}, audit.json, audit_scores.png", soft_wrap=True, highlight=False)

@@ -9,7 +9,7 @@ import typer
 from rich.console import Group
 from rich.table import Table
 
-from cvtriage.cli.app import ProgressBar, app, console, user_errors
+from cvtriage.cli.app import ProgressBar, app, console, print_warning, user_errors
 
 if TYPE_CHECKING:
     from cvtriage.review.compare import Comparison
@@ -56,10 +56,8 @@ def app_command(
     connect_database()
 
     if not is_loopback(address):
-        console.print(
-            f"[yellow]warning:[/] serving on {address}: anyone who can reach this machine on port {port} "
-            "can see and edit the dataset (the App has no login)", soft_wrap=True,
-        )
+        print_warning(f"serving on {address}: anyone who can reach this machine on port {port} "
+                      "can see and edit the dataset (the App has no login)")  # fmt: skip
     fo_dataset = load_review_dataset(dataset)
     running = launch_review_app(
         fo_dataset, port=port, address=address, view_name=view,
@@ -117,7 +115,7 @@ def export_labels_command(
         table.add_row(split.split, str(split.images), str(split.boxes), str(split.skipped_samples), str(split.skipped_labels))
     console.print(table)
     if result.untagged_samples:
-        console.print(f"[yellow]warning:[/] {result.untagged_samples} samples have no train/val/test tag (not exported)")
+        print_warning(f"{result.untagged_samples} samples have no train/val/test tag (not exported)")
     console.print(f"Dataset: {result.yaml_path}", soft_wrap=True, highlight=False)
 
 

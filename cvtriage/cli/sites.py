@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from cvtriage.cli.app import app, console, user_errors
+from cvtriage.cli.app import app, console, print_warning, user_errors
 
 
 @app.command("sites", rich_help_panel="Triage footage")
@@ -42,7 +42,7 @@ def sites_command(
         table.add_row("[bold]all[/]", *(f"[bold]{count}[/]" for count in counts.values()))
         console.print(table)
         for note in comparison.notes:
-            console.print(f"cvtriage: warning: {note}", style="yellow", soft_wrap=True, markup=False, highlight=False)
+            print_warning(note)
     outputs = result.outputs
     console.print(f"Results: {outputs['csv'].parent} ({outputs['csv'].name}, {outputs['json'].name}, {outputs['map'].name})",
                   soft_wrap=True, highlight=False)  # fmt: skip

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from cvtriage.cli.app import app, console, user_errors
+from cvtriage.cli.app import app, console, print_warning, user_errors
 
 if TYPE_CHECKING:
     from cvtriage.review.teach import TurnResult
@@ -85,8 +85,8 @@ def teach_command(
     print_turn(result)
     late = decided_since(result)
     if late:
-        console.print(f"[yellow]warning:[/] {late} events of {result.dataset} were decided after this turn harvested it: "
-                      f"they are not in {result.data_yaml.parent}", soft_wrap=True)  # fmt: skip
+        print_warning(f"{late} events of {result.dataset} were decided after this turn harvested it: "
+                      f"they are not in {result.data_yaml.parent}")  # fmt: skip
 
 
 def print_turn(result: TurnResult) -> None:
