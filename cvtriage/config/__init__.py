@@ -69,10 +69,22 @@ def _validate(model: type[Settings], data: dict[str, Any], source: str) -> Setti
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "settings"
-        message = first["msg"].removeprefix("Value error, ")
-        raise CvtriageError(f"{source}: {field}: {message}") from None
+        errors = error.errors()
+        field = _field_path(errors[0]["loc"])
+        # A setting of several kinds (a number or auto) fails once for each: say what each wanted.
+        messages = [e["msg"].removeprefix("Value error, ") for e in errors if _field_path(e["loc"]) == field]
+        raise CvtriageError(f"{source}: {field}: {'; or '.join(dict.fromkeys(messages))}") from None
+
+
+def _field_path(loc: tuple) -> str:
+    """A setting's name (a.b for a nested one), without the tags pydantic gives a union's kinds
+    ('constrained-int', "literal['auto']")."""
+    parts = []
+    for part in loc:
+        if isinstance(part, str) and not part.isidentifier():
+            break
+        parts.append(str(part))
+    return ".".join(parts) or "settings"
 
 
 def load_settings(
