@@ -120,6 +120,18 @@ def test_image_folder_is_scanned_like_a_video_at_one_frame_per_second(tmp_path):
     assert (event.first_frame, event.last_frame, event.first_time_s, event.last_time_s) == (2, 5, 2.0, 5.0)
 
 
+def test_an_unreadable_image_of_a_folder_is_named_in_its_warning(tmp_path, engine_log):
+    folder = tmp_path / "stills"
+    folder.mkdir()
+    for index in range(4):
+        cv2.imwrite(str(folder / f"shot_{index:03d}.png"), render([], index, 160, 96))
+    (folder / "shot_002.png").write_bytes(b"not an image")
+    scan_source(folder, settings_for(tmp_path), model=SquareDetector())
+    assert [line for line in engine_log if line.startswith("WARNING")] == [
+        f"WARNING: {folder}: frame 2: could not be decoded (shot_002.png)"
+    ]
+
+
 class InterruptingDetector(SquareDetector):
     def __init__(self, calls_before_interrupt: int):
         super().__init__()

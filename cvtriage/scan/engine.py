@@ -278,7 +278,9 @@ class _Scan:
             events = with_cues(events, self.log.frames)
         bad_ranges = _bad_ranges({i for i in self.bad if i < decoded}, "could not be decoded") + self.source.bad_ranges(decoded)
         for bad in bad_ranges:
-            logger.warning("%s: %s", self.video.path, bad)
+            files = [path.name for path in self.source.images[bad.first : bad.last + 1]]  # an image folder's
+            named = f" ({', '.join(files[:3])}{', ...' if len(files) > 3 else ''})" if files else ""
+            logger.warning("%s: %s%s", self.video.path, bad, named)
         # What the model found at the scan's threshold (the weaker ones only served refinement).
         # Refinement crops are left out: their frames' other objects were not looked for.
         in_order = sorted(self.log.frames.values(), key=lambda f: f.frame_index)
