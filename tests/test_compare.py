@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -133,8 +134,10 @@ def test_cli_writes_csv_json_png(scans, tmp_path):
 
 def test_default_out_names_video_and_both_scans(scans, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    comparison = compare_scans(scans[0], scans[0])  # the same scan twice: everything matches
-    assert comparison.outputs["out_dir"] == tmp_path / "runs/compare/flight-a-vs-a"
+    again = tmp_path / "again" / "flight"
+    shutil.copytree(scans[0], again)
+    comparison = compare_scans(scans[0], again)  # the same scan twice: everything matches
+    assert comparison.outputs["out_dir"] == tmp_path / "runs/compare/flight-a-vs-again"
     assert comparison.counts == {"matched": 4, "class changed": 0, "lost": 0, "gained": 0}
 
 
