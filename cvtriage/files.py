@@ -38,6 +38,18 @@ def write_text_atomic(path: Path, text: str) -> None:
         partial.write_text(text)
 
 
+def replaceable_dir(target: Path, marker: str, only: set[str] | None = None) -> bool:
+    """Whether replace_dir may replace `target`: absent, an empty folder, or a folder an earlier
+    run wrote (holding the file `marker`, and with `only`, nothing but those entries); never a
+    file or a folder of the user's own."""
+    if not target.exists():
+        return True
+    if not target.is_dir():
+        return False
+    entries = {entry.name for entry in target.iterdir()}
+    return not entries or ((target / marker).is_file() and (only is None or entries <= only))
+
+
 def replace_dir(staging: Path, target: Path) -> None:
     """Move the complete `staging` folder to `target`, replacing a previous results folder."""
     if not target.exists():

@@ -21,7 +21,7 @@ import numpy as np
 from cvtriage import __version__
 from cvtriage.boxes import Box, iou_matrix
 from cvtriage.errors import CvtriageError
-from cvtriage.files import replace_dir
+from cvtriage.files import replace_dir, replaceable_dir
 from cvtriage.scan.outputs import write_csv
 from cvtriage.scan.results import EVENTS_JSON, ScanRun, read_scan_run
 from cvtriage.scan.timeline import clock, tick_step
@@ -208,7 +208,7 @@ def write_compare_outputs(comparison: Comparison, out_dir: Path) -> dict[str, Pa
     """compare.csv, compare.json and compare.png, written into a hidden sibling folder and renamed
     to `out_dir` when complete; a previous comparison there is replaced, any other folder refused."""
     out_dir = Path(out_dir).resolve()
-    if out_dir.exists() and not (out_dir.is_dir() and ((out_dir / COMPARE_JSON).is_file() or not any(out_dir.iterdir()))):
+    if not replaceable_dir(out_dir, COMPARE_JSON):
         raise CvtriageError(f"{out_dir}: exists and is not a cvtriage compare folder; choose another output folder")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.partial-"))

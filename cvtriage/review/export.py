@@ -17,7 +17,7 @@ import fiftyone as fo
 from fiftyone import ViewField as F
 
 from cvtriage.errors import CvtriageError
-from cvtriage.files import replace_dir
+from cvtriage.files import replace_dir, replaceable_dir
 from cvtriage.image_files import IMAGE_SUFFIXES
 from cvtriage.labels.fiftyone_loading import GROUND_TRUTH
 from cvtriage.labels.yolo import SPLIT_KEYS, label_path_for
@@ -134,13 +134,10 @@ EXPORT_ENTRIES = {"data.yaml", "images", "labels"}
 def _check_replaceable(out_dir: Path, overwrite: bool) -> None:
     """An empty folder, or with `overwrite` a previous export, may be replaced; nothing else (a
     file, a folder of the user's own) is ever deleted."""
-    if not out_dir.exists() or (out_dir.is_dir() and not any(out_dir.iterdir())):
-        return
-    is_export = out_dir.is_dir() and (out_dir / "data.yaml").is_file() and {p.name for p in out_dir.iterdir()} <= EXPORT_ENTRIES
-    if not is_export:
+    if not replaceable_dir(out_dir, "data.yaml", only=EXPORT_ENTRIES):
         raise CvtriageError(f"{out_dir}: exists and is not a YOLO dataset this command wrote (data.yaml, images/, labels/ "
                             "and nothing else); choose another folder")  # fmt: skip
-    if not overwrite:
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
         raise CvtriageError(f"{out_dir}: already exists (pass --overwrite to replace it)")
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from cvtriage import __version__
 from cvtriage.config import ScanConfig
 from cvtriage.errors import CvtriageError
-from cvtriage.files import replace_dir
+from cvtriage.files import replace_dir, replaceable_dir
 from cvtriage.scan.features import ScanFeatures
 from cvtriage.scan.frames import source_identity
 from cvtriage.scan.keyframes import write_keyframes
@@ -253,7 +253,5 @@ def _json_scalar(value: Any) -> Any:
 
 def _check_replaceable(out_dir: Path) -> None:
     """Refuse to replace a folder that is not a previous scan's results (it may hold a user's files)."""
-    if not out_dir.exists():
-        return
-    if not (out_dir.is_dir() and ((out_dir / EVENTS_JSON).is_file() or not any(out_dir.iterdir()))):
+    if not replaceable_dir(out_dir, EVENTS_JSON):
         raise CvtriageError(f"{out_dir}: exists and is not a cvtriage scan folder; choose another output folder")

@@ -109,10 +109,11 @@ def write_objects(folder: Path, document: dict) -> dict[str, Path]:
 
 def read_objects(folder: Path) -> dict:
     """A scan's objects.json; a CvtriageError names what is missing."""
-    path = Path(folder) / OBJECTS_JSON
-    if not Path(folder).exists():
+    folder = Path(folder)
+    path = folder / OBJECTS_JSON
+    if not folder.exists():
         raise CvtriageError(f"{folder}: not found")
-    if not Path(folder).is_dir():
+    if not folder.is_dir():
         raise CvtriageError(f"{folder}: not a scan's results folder (<scan out>/<video name>/), a file")
     if not path.is_file():
         raise CvtriageError(

@@ -131,7 +131,7 @@ def check_markable(dataset_name: str) -> None:
 def mark_changes_in_fiftyone(dataset_name: str, comparisons: list[PairComparison]) -> dict[str, int]:
     """Each object's change on its sightings' samples (module docstring) and a saved view per
     change (`site-new`, ...); returns samples marked per change. Samples of scans not in the
-    dataset are skipped."""
+    dataset are skipped. The dataset is one check_markable has let through."""
     import fiftyone as fo
     from fiftyone import ViewField as F
 
@@ -147,7 +147,6 @@ def mark_changes_in_fiftyone(dataset_name: str, comparisons: list[PairComparison
             if change.status == "gone":
                 for event_id in change.earlier["event_ids"]:
                     marks[(str(comparison.earlier.folder), event_id)] = "gone"
-    check_markable(dataset_name)
     counts = dict.fromkeys(("present", "new", "gone", "moved"), 0)
     with dataset_write_lock(dataset_name):
         dataset = fo.load_dataset(dataset_name)
